@@ -1,0 +1,180 @@
+"""The ``lancemem`` command: serve the MCP server, or manage memories by hand.
+
+A thin layer: flags become Settings, Settings build a Memory, and domain
+errors become a one-line message on stderr with exit status 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from .config import SCOPE_FIELDS, TRANSPORTS, Settings, load_settings
+from .errors import LanceMemError
+from .memory import Memory
+
+
+def _common() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--db", help="store path or LanceDB URI (env LANCEMEM_DB)")
+    common.add_argument("--model", dest="embedding_model",
+                        help="fastembed model name (env LANCEMEM_EMBEDDING_MODEL)")
+    for name in SCOPE_FIELDS:
+        flag = name.replace("_", "-")
+        common.add_argument(f"--{flag}", dest=name,
+                            help=f"{name} scope (env LANCEMEM_{name.upper()})")
+    common.add_argument("--json", action="store_true", help="print JSON instead of text")
+    return common
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser for every subcommand."""
+    common = _common()
+    parser = argparse.ArgumentParser(prog="lancemem", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", parents=[common], help="run the MCP server")
+    serve.add_argument("--transport", choices=TRANSPORTS)
+    serve.add_argument("--host", help="address for HTTP transports (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port for HTTP transports (default 8765)")
+    serve.add_argument("--allow-remote", action="store_true", default=None,
+                       help="allow binding a non-loopback address")
+    for name in SCOPE_FIELDS:
+        serve.add_argument(f"--pin-{name.replace('_', '-')}", dest=f"pin_{name}",
+                           metavar="ID",
+                           help=f"fix {name} for every call; callers cannot change it")
+    add = sub.add_parser("add", parents=[common], help="remember a text")
+    add.add_argument("text")
+    add.add_argument("--actor-id")
+    add.add_argument("--metadata", type=json.loads, help='JSON object, e.g. \'{"topic": "food"}\'')
+    search = sub.add_parser("search", parents=[common], help="search memories")
+    search.add_argument("query")
+    search.add_argument("--limit", type=int, default=10)
+    search.add_argument("--threshold", type=float)
+    search.add_argument("--actor-id")
+    search.add_argument("--filters", type=json.loads, help="JSON filter object")
+    listing = sub.add_parser("list", parents=[common], help="list memories, newest first")
+    listing.add_argument("--limit", type=int, default=100)
+    listing.add_argument("--actor-id")
+    listing.add_argument("--filters", type=json.loads, help="JSON filter object")
+    for name, text in (("get", "show one memory"), ("delete", "delete one memory"),
+                       ("history", "show a memory's history")):
+        sub.add_parser(name, parents=[common], help=text).add_argument("memory_id")
+    sub.add_parser("reindex", parents=[common], help="re-embed every memory with --model")
+    return parser
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    overrides: dict[str, Any] = {
+        key: getattr(args, key, None)
+        for key in ("db", "embedding_model", "transport", "host", "port", "allow_remote",
+                    *SCOPE_FIELDS)
+    }
+    pinned = set()
+    for name in SCOPE_FIELDS:
+        value = getattr(args, f"pin_{name}", None)
+        if value is not None:
+            overrides[name] = value
+            pinned.add(name)
+    overrides["pinned"] = frozenset(pinned)
+    return load_settings(overrides)
+
+
+def _print_items(items: list[dict[str, Any]]) -> None:
+    if not items:
+        print("(no memories)")
+    for item in items:
+        score = f"{item['score']:.3f}  " if "score" in item else ""
+        scope = " ".join(f"{k}={item[k]}" for k in ("user_id", "agent_id", "run_id", "actor_id")
+                         if k in item)
+        print(f"{score}{item['id']}  {item['memory']}\n    [{scope}] {item['created_at']}")
+
+
+def _print_history(entries: list[dict[str, Any]]) -> None:
+    for entry in entries:
+        change = {"ADD": f"+ {entry['new_memory']}", "DELETE": f"- {entry['old_memory']}"}.get(
+            entry["event"], f"{entry['old_memory']} -> {entry['new_memory']}")
+        print(f"{entry['created_at']}  {entry['event']:<6} {change}")
+
+
+def _ids(args: argparse.Namespace) -> dict[str, Any]:
+    return {name: getattr(args, name) for name in SCOPE_FIELDS}
+
+
+def _run_command(args: argparse.Namespace, memory: Memory) -> tuple[Any, Callable[[], None]]:
+    """Run one subcommand; returns its JSON result and how to print it for people."""
+    ids = _ids(args)
+    if args.command == "add":
+        result = memory.add(args.text, actor_id=args.actor_id, metadata=args.metadata, **ids)
+        return result, lambda: [print(f"{r['event']:<4} {r['id']}  {r['memory']}")
+                                for r in result["results"]]
+    if args.command == "search":
+        result = memory.search(args.query, actor_id=args.actor_id, filters=args.filters,
+                               limit=args.limit, threshold=args.threshold, **ids)
+        return result, lambda: _print_items(result["results"])
+    if args.command == "list":
+        result = memory.get_all(actor_id=args.actor_id, filters=args.filters,
+                                limit=args.limit, **ids)
+        return result, lambda: _print_items(result["results"])
+    if args.command == "get":
+        result = memory.get(args.memory_id, **ids)
+        return result, lambda: _print_items([result])
+    if args.command == "delete":
+        result = memory.delete(args.memory_id, **ids)
+        return result, lambda: print(f"deleted {result['id']}")
+    result = memory.history(args.memory_id, **ids)
+    return result, lambda: _print_history(result["results"])
+
+
+def _reindex(settings: Settings) -> dict[str, Any]:
+    from .embeddings import FastEmbedder
+    from .reindex import reindex
+    from .store import Store
+
+    def progress(done: int, total: int) -> None:
+        width = 30
+        filled = width * done // max(total, 1)
+        print(f"\rreindex [{'#' * filled}{'.' * (width - filled)}] {done}/{total}",
+              end="", file=sys.stderr, flush=True)
+
+    embedder = FastEmbedder(settings.embedding_model, cache_dir=settings.model_cache_dir)
+    count = reindex(Store(settings.db), embedder, progress=progress)
+    print(file=sys.stderr)
+    return {"reindexed": count, "model": settings.embedding_model}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``lancemem`` console script."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(stream=sys.stderr, level=logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        settings = _settings(args)
+        logging.getLogger("lancemem").setLevel(settings.log_level.upper())
+        if args.command == "serve":
+            from .mcp_server import serve
+
+            serve(settings)
+            return 0
+        if args.command == "reindex":
+            result = _reindex(settings)
+            def show() -> None:
+                return print(
+                            f"re-embedded {result['reindexed']} memories with {result['model']}")
+        else:
+            result, show = _run_command(args, Memory.from_settings(settings))
+    except LanceMemError as exc:
+        print(f"lancemem: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(result, ensure_ascii=False, indent=2))
+    else:
+        show()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,70 @@
+"""The history table: an append-only record of every ADD, UPDATE and DELETE.
+
+Rows carry the memory's user/agent/run ids so that history is scoped exactly
+like memories. Memory writes its history rows in the same operation as the
+change they describe.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from .store import HISTORY, HISTORY_SCHEMA, Store
+
+ADD, UPDATE, DELETE = "ADD", "UPDATE", "DELETE"
+_EVENT_ORDER = {ADD: 0, UPDATE: 1, DELETE: 2}
+
+
+def history_row(
+    *,
+    memory: Mapping[str, Any],
+    event: str,
+    old_memory: str | None,
+    new_memory: str | None,
+    now: datetime,
+) -> dict[str, Any]:
+    """One history row for a change to ``memory`` (a stored memories row)."""
+    return {
+        "id": str(uuid.uuid4()),
+        "memory_id": memory["id"],
+        "event": event,
+        "old_memory": old_memory,
+        "new_memory": new_memory,
+        "created_at": now,
+        "updated_at": now,
+        "is_deleted": event == DELETE,
+        "actor_id": memory.get("actor_id"),
+        "role": memory.get("role"),
+        "user_id": memory.get("user_id"),
+        "agent_id": memory.get("agent_id"),
+        "run_id": memory.get("run_id"),
+    }
+
+
+def entry(row: Mapping[str, Any]) -> dict[str, Any]:
+    """A history row as returned to callers (timestamps as ISO-8601 strings)."""
+    result = {key: row.get(key) for key in HISTORY_SCHEMA.names}
+    for key in ("created_at", "updated_at"):
+        value = result[key]
+        result[key] = value.isoformat() if value is not None else None
+    return result
+
+
+class History:
+    """Reads and appends history rows through the store."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    def record(self, rows: Sequence[dict[str, Any]]) -> None:
+        """Append history rows in one commit."""
+        self._store.insert(HISTORY, rows, HISTORY_SCHEMA)
+
+    def rows(self, where: str) -> list[dict[str, Any]]:
+        """History rows matching ``where``, oldest first."""
+        found = self._store.select(HISTORY, where)
+        found.sort(key=lambda row: (row["created_at"], _EVENT_ORDER.get(row["event"], 9)))
+        return found

@@ -1,0 +1,148 @@
+"""Checking and normalising what callers pass in: messages, text, metadata, limits.
+
+Each check raises ValidationError with a message that tells the caller how to
+fix the call; nothing is silently dropped except system messages, which mem0
+also skips.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import ValidationError
+from .scoping import check_custom_metadata, validate_id
+
+STORED_ROLES = ("user", "assistant", "tool")
+SKIPPED_ROLES = ("system",)
+MAX_TEXT = 32_000
+MAX_MESSAGES = 1_000
+MAX_METADATA_BYTES = 16_384
+MAX_LIMIT = 1_000
+
+
+@dataclass(frozen=True)
+class Message:
+    """One message to remember: its text, the speaker's role and optional name."""
+
+    content: str
+    role: str
+    name: str | None = None
+
+
+def check_text(value: Any, *, field: str = "text") -> str:
+    """A non-empty memory text (surrounding whitespace stripped), within bounds."""
+    if not isinstance(value, str):
+        raise ValidationError(f"'{field}' must be a string, got {type(value).__name__}.")
+    text = value.strip()
+    if not text:
+        raise ValidationError(f"'{field}' is empty; give the text to remember.")
+    if len(text) > MAX_TEXT:
+        raise ValidationError(
+            f"'{field}' is {len(text)} characters; at most {MAX_TEXT}. Split it into "
+            "several memories."
+        )
+    if any(0xD800 <= ord(ch) <= 0xDFFF for ch in text):
+        raise ValidationError(f"'{field}' contains an unpaired surrogate; send valid Unicode.")
+    return text
+
+
+def normalise_messages(messages: Any) -> list[Message]:
+    """A string, one message dict, or a list of either, as Messages to store.
+
+    System messages are skipped; a call made only of them is an error, since
+    nothing would be remembered.
+    """
+    if isinstance(messages, str):
+        return [Message(check_text(messages), "user")]
+    if isinstance(messages, Mapping):
+        items: list[Any] = [messages]
+    elif isinstance(messages, list):
+        items = messages
+    else:
+        raise ValidationError(
+            "'messages' must be a string, a message object or a list of "
+            '{"role": "user", "content": "..."} objects; got ' + type(messages).__name__ + "."
+        )
+    if not items:
+        raise ValidationError("'messages' is empty; give at least one message.")
+    if len(items) > MAX_MESSAGES:
+        raise ValidationError(f"{len(items)} messages in one call; at most {MAX_MESSAGES}.")
+    result = [_message(item, index) for index, item in enumerate(items)]
+    stored = [message for message in result if message.role not in SKIPPED_ROLES]
+    if not stored:
+        raise ValidationError(
+            "only system messages were given, and system messages are not stored; "
+            "send the user's or assistant's words."
+        )
+    return stored
+
+
+def _message(item: Any, index: int) -> Message:
+    where = f"messages[{index}]"
+    if isinstance(item, str):
+        return Message(check_text(item, field=where), "user")
+    if not isinstance(item, Mapping):
+        raise ValidationError(
+            f'{where} must be an object like {{"role": "user", "content": "..."}}.'
+        )
+    role = item.get("role", "user")
+    if role not in (*STORED_ROLES, *SKIPPED_ROLES):
+        raise ValidationError(
+            f"{where}.role is {role!r}; use one of {', '.join(STORED_ROLES + SKIPPED_ROLES)} "
+            "(put a speaker's name in 'name')."
+        )
+    unknown = set(item) - {"role", "content", "name"}
+    if unknown:
+        raise ValidationError(
+            f"{where} has unknown keys {sorted(unknown)}; use role, content, name."
+        )
+    content = check_text(item.get("content"), field=f"{where}.content")
+    name = item.get("name")
+    return Message(content, role, validate_id(f"{where}.name", name) if name is not None else None)
+
+
+def check_metadata(metadata: Any) -> dict[str, Any]:
+    """Custom metadata: a JSON object of finite values, no reserved keys, bounded size."""
+    if metadata is None:
+        return {}
+    check_custom_metadata(metadata)
+    try:
+        encoded = json.dumps(metadata, allow_nan=False, ensure_ascii=False)
+    except (TypeError, ValueError) as exc:
+        raise ValidationError(
+            f"'metadata' must hold only JSON values (strings, finite numbers, booleans, "
+            f"null, lists, objects): {exc}."
+        ) from None
+    try:
+        size = len(encoded.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise ValidationError(
+            "'metadata' contains an unpaired surrogate; send valid Unicode."
+        ) from None
+    if size > MAX_METADATA_BYTES:
+        raise ValidationError(f"'metadata' is {size} bytes as JSON; at most {MAX_METADATA_BYTES}.")
+    return json.loads(encoded)
+
+
+def check_limit(limit: Any, *, field: str = "limit") -> int:
+    """A result count between 1 and MAX_LIMIT."""
+    if isinstance(limit, bool) or not isinstance(limit, int):
+        raise ValidationError(f"'{field}' must be a whole number, got {limit!r}.")
+    if not 1 <= limit <= MAX_LIMIT:
+        raise ValidationError(f"'{field}' is {limit}; use 1 to {MAX_LIMIT}.")
+    return limit
+
+
+def check_threshold(threshold: Any) -> float | None:
+    """A minimum similarity score between -1 and 1, or None."""
+    if threshold is None:
+        return None
+    if isinstance(threshold, bool) or not isinstance(threshold, int | float):
+        raise ValidationError(f"'threshold' must be a number, got {threshold!r}.")
+    if not math.isfinite(threshold) or not -1.0 <= threshold <= 1.0:
+        raise ValidationError(f"'threshold' is {threshold}; use a score from -1 to 1 (e.g. 0.3).")
+    return float(threshold)

@@ -1,0 +1,332 @@
+"""The store: LanceDB tables, schema, indexes, retries and error translation.
+
+Nothing above this module talks to LanceDB. Where clauses arrive already
+compiled and escaped (filters.py); this module only runs them.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable, Iterable, Sequence
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, TypeVar
+
+import lancedb
+import pyarrow as pa
+from lancedb.index import BTree
+
+from .errors import ConflictError, LanceMemError, ModelMismatchError, StorageError
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+MEMORIES = "memories"
+HISTORY = "history"
+META = "lancemem_meta"
+SCHEMA_VERSION = "1"
+INDEXED_COLUMNS = ("user_id", "agent_id", "run_id", "actor_id")
+HIDDEN_COLUMNS = ("vector", "meta_str", "meta_num", "meta_tags")
+MAX_ATTEMPTS = 8
+
+_TS = pa.timestamp("us", tz="UTC")
+_JSON = pa.json_(pa.utf8())
+
+
+def memories_schema(dim: int, *, vector: bool = True) -> pa.Schema:
+    """The memories table: flat scope columns, JSON metadata and its typed views."""
+    fields = [
+        pa.field("id", pa.utf8(), nullable=False),
+        pa.field("memory", pa.utf8()),
+        pa.field("hash", pa.utf8()),
+        pa.field("user_id", pa.utf8()),
+        pa.field("agent_id", pa.utf8()),
+        pa.field("run_id", pa.utf8()),
+        pa.field("actor_id", pa.utf8()),
+        pa.field("role", pa.utf8()),
+        pa.field("metadata", _JSON),
+        pa.field("meta_str", _JSON),
+        pa.field("meta_num", _JSON),
+        pa.field("meta_tags", _JSON),
+        pa.field("created_at", _TS),
+        pa.field("updated_at", _TS),
+    ]
+    if vector:
+        fields.append(vector_field(dim))
+    return pa.schema(fields)
+
+
+def vector_field(dim: int) -> pa.Field:
+    """The vector column for a model of ``dim`` dimensions."""
+    return pa.field("vector", pa.list_(pa.float32(), dim))
+
+
+HISTORY_SCHEMA = pa.schema(
+    [
+        pa.field("id", pa.utf8(), nullable=False),
+        pa.field("memory_id", pa.utf8(), nullable=False),
+        pa.field("event", pa.utf8(), nullable=False),
+        pa.field("old_memory", pa.utf8()),
+        pa.field("new_memory", pa.utf8()),
+        pa.field("created_at", _TS),
+        pa.field("updated_at", _TS),
+        pa.field("is_deleted", pa.bool_()),
+        pa.field("actor_id", pa.utf8()),
+        pa.field("role", pa.utf8()),
+        pa.field("user_id", pa.utf8()),
+        pa.field("agent_id", pa.utf8()),
+        pa.field("run_id", pa.utf8()),
+    ]
+)
+
+META_SCHEMA = pa.schema(
+    [pa.field("key", pa.utf8(), nullable=False), pa.field("value", pa.utf8())]
+)
+
+
+def _is_retryable(exc: Exception) -> bool:
+    text = str(exc).lower()
+    return "retryable" in text or "conflict" in text or "please retry" in text
+
+
+def with_retries(action: Callable[[], T], *, what: str) -> T:
+    """Run a LanceDB call, retrying commit conflicts with backoff and jitter.
+
+    LanceDB raises bare ValueError/RuntimeError/OSError; they become
+    StorageError (or ConflictError once retries run out).
+    """
+    for attempt in range(MAX_ATTEMPTS):
+        try:
+            return action()
+        except LanceMemError:
+            raise
+        except (RuntimeError, ValueError, OSError) as exc:
+            if not _is_retryable(exc):
+                raise StorageError(f"{what} failed: {exc}") from exc
+            if attempt == MAX_ATTEMPTS - 1:
+                raise ConflictError(
+                    f"{what} kept conflicting with other writers after {MAX_ATTEMPTS} tries; "
+                    "try again in a moment."
+                ) from exc
+            time.sleep(min(2.0, 0.02 * 2**attempt) * (0.5 + random.random()))
+    raise AssertionError("unreachable")
+
+
+class Store:
+    """LanceDB at ``uri`` holding the memories, history and meta tables."""
+
+    def __init__(self, uri: str, *, storage_options: dict[str, str] | None = None) -> None:
+        self.uri = _normalise_uri(uri)
+        self._storage_options = storage_options
+        self._db: Any = None
+        self._tables: dict[str, Any] = {}
+
+    @property
+    def db(self) -> Any:
+        """The LanceDB connection; every read sees other processes' latest writes."""
+        if self._db is None:
+            if "://" not in self.uri:
+                Path(self.uri).mkdir(parents=True, exist_ok=True)
+            self._db = with_retries(
+                lambda: lancedb.connect(
+                    self.uri,
+                    read_consistency_interval=timedelta(0),
+                    storage_options=self._storage_options,
+                ),
+                what=f"opening the database at {self.uri}",
+            )
+        return self._db
+
+    def table(self, name: str) -> Any:
+        """An open table handle (opened once, then reused)."""
+        if name not in self._tables:
+            self._tables[name] = with_retries(
+                lambda: self.db.open_table(name), what=f"opening table {name}"
+            )
+        return self._tables[name]
+
+    def exists(self) -> bool:
+        """Whether this location already holds a lancemem store."""
+        return MEMORIES in self._table_names()
+
+    def _table_names(self) -> list[str]:
+        result = with_retries(lambda: self.db.list_tables(), what="listing tables")
+        return list(getattr(result, "tables", result))
+
+    def open(self, *, model_name: str, dim: int, check_model: bool = True) -> None:
+        """Create the tables if needed and check the store's embedding model."""
+        self._create_if_missing(dim)
+        self.set_meta_defaults(
+            {"embedding_model": model_name, "embedding_dim": str(dim),
+             "schema_version": SCHEMA_VERSION}
+        )
+        if check_model:
+            self.check_model(model_name=model_name, dim=dim)
+
+    def _create_if_missing(self, dim: int) -> None:
+        existing = set(self._table_names())
+        wanted = {MEMORIES: memories_schema(dim), HISTORY: HISTORY_SCHEMA, META: META_SCHEMA}
+        for name, schema in wanted.items():
+            if name not in existing:
+                with_retries(
+                    lambda n=name, s=schema: self.db.create_table(n, schema=s, exist_ok=True),
+                    what=f"creating table {name}",
+                )
+        self.ensure_indexes()
+
+    def ensure_indexes(self) -> None:
+        """Scalar indexes on the scope columns and on history's memory_id."""
+        wanted = [(MEMORIES, column) for column in INDEXED_COLUMNS] + [(HISTORY, "memory_id")]
+        for name, column in wanted:
+            table = self.table(name)
+            have = {tuple(index.columns) for index in table.list_indices()}
+            if (column,) not in have:
+                with_retries(
+                    lambda t=table, c=column: t.create_index(c, config=BTree(), replace=False),
+                    what=f"indexing {name}.{column}",
+                )
+
+    def check_model(self, *, model_name: str, dim: int) -> None:
+        """Raise ModelMismatchError unless the store was built with this model."""
+        meta = self.meta()
+        if meta.get("reindex_target"):
+            raise ModelMismatchError(
+                f"a reindex to {meta['reindex_target']!r} was interrupted; "
+                f"run `lancemem reindex --model {meta['reindex_target']}` to finish it."
+            )
+        stored = meta.get("embedding_model")
+        stored_dim = meta.get("embedding_dim")
+        if stored != model_name or stored_dim != str(dim):
+            raise ModelMismatchError(
+                f"this store's vectors were made by {stored!r} ({stored_dim} dims), but the "
+                f"configured embedding model is {model_name!r} ({dim} dims). Either configure "
+                f"{stored!r} again (--model / LANCEMEM_EMBEDDING_MODEL), or run "
+                f"`lancemem reindex --model {model_name}` to re-embed every memory."
+            )
+
+    def meta(self) -> dict[str, str]:
+        """The store's key/value records (embedding model, dimension, schema)."""
+        rows = self.select(META, None)
+        return {row["key"]: row["value"] for row in rows if row["value"] is not None}
+
+    def set_meta(self, values: dict[str, str | None]) -> None:
+        """Write meta records, replacing existing values."""
+        data = pa.Table.from_pylist(
+            [{"key": k, "value": v} for k, v in values.items()], schema=META_SCHEMA
+        )
+        table = self.table(META)
+        with_retries(
+            lambda: table.merge_insert("key").when_matched_update_all()
+            .when_not_matched_insert_all().execute(data),
+            what="writing store metadata",
+        )
+
+    def set_meta_defaults(self, values: dict[str, str]) -> None:
+        """Write meta records only where no value exists yet (safe under races)."""
+        data = pa.Table.from_pylist(
+            [{"key": k, "value": v} for k, v in values.items()], schema=META_SCHEMA
+        )
+        table = self.table(META)
+        with_retries(
+            lambda: table.merge_insert("key").when_not_matched_insert_all().execute(data),
+            what="writing store metadata",
+        )
+
+    def insert(self, name: str, rows: Sequence[dict[str, Any]], schema: pa.Schema) -> None:
+        """Append rows to a table in one commit."""
+        if not rows:
+            return
+        data = pa.Table.from_pylist(list(rows), schema=schema)
+        table = self.table(name)
+        with_retries(lambda: table.add(data), what=f"writing to {name}")
+
+    def upsert(self, name: str, rows: Sequence[dict[str, Any]], schema: pa.Schema,
+               *, insert_missing: bool = False) -> None:
+        """Replace rows matched by id; rows whose id is gone are dropped unless asked."""
+        if not rows:
+            return
+        data = pa.Table.from_pylist(list(rows), schema=schema)
+        table = self.table(name)
+
+        def run() -> Any:
+            builder = table.merge_insert("id").when_matched_update_all()
+            if insert_missing:
+                builder = builder.when_not_matched_insert_all()
+            return builder.execute(data)
+
+        with_retries(run, what=f"updating {name}")
+
+    def select(self, name: str, where: str | None, *, columns: Iterable[str] | None = None,
+               limit: int | None = None) -> list[dict[str, Any]]:
+        """Rows matching ``where`` (all rows when None), as dicts."""
+        table = self.table(name)
+
+        def run() -> list[dict[str, Any]]:
+            query = table.search()
+            if where:
+                query = query.where(where)
+            if columns is not None:
+                query = query.select(list(columns))
+            return query.limit(limit).to_arrow().to_pylist()
+
+        return with_retries(run, what=f"reading {name}")
+
+    def vector_search(self, vector: Sequence[float], where: str, *, limit: int,
+                      columns: Iterable[str]) -> list[dict[str, Any]]:
+        """Exact cosine top-``limit`` among rows matching ``where`` (prefiltered)."""
+        table = self.table(MEMORIES)
+
+        def run() -> list[dict[str, Any]]:
+            query = (
+                table.search(list(vector), vector_column_name="vector")
+                .distance_type("cosine")
+                .where(where, prefilter=True)
+                .bypass_vector_index()
+                .select([*columns, "_distance"])
+                .limit(limit)
+            )
+            return query.to_arrow().to_pylist()
+
+        return with_retries(run, what="searching memories")
+
+    def count(self, name: str, where: str | None = None) -> int:
+        """How many rows match ``where``."""
+        table = self.table(name)
+        return with_retries(lambda: table.count_rows(where), what=f"counting {name}")
+
+    def delete(self, name: str, where: str) -> None:
+        """Delete the rows matching ``where`` in one commit."""
+        table = self.table(name)
+        with_retries(lambda: table.delete(where), what=f"deleting from {name}")
+
+    def optimize(self, *, cleanup_older_than: timedelta | None = None) -> None:
+        """Compact fragments, fold new rows into indexes, and drop old versions."""
+        for name in (MEMORIES, HISTORY):
+            table = self.table(name)
+            with_retries(
+                lambda t=table: t.optimize(cleanup_older_than=cleanup_older_than),
+                what=f"optimizing {name}",
+            )
+
+    def replace_vector_column(self, dim: int) -> None:
+        """Drop the vector column and add an empty one of ``dim`` (for reindex)."""
+        table = self.table(MEMORIES)
+        if "vector" in table.schema.names:
+            with_retries(lambda: table.drop_columns(["vector"]), what="dropping old vectors")
+        with_retries(lambda: table.add_columns(vector_field(dim)), what="adding vector column")
+
+    def reset(self) -> None:
+        """Drop every lancemem table; the next open recreates them empty."""
+        for name in (MEMORIES, HISTORY, META):
+            if name in self._table_names():
+                with_retries(lambda n=name: self.db.drop_table(n), what=f"dropping {name}")
+        self._tables.clear()
+
+
+def _normalise_uri(uri: str) -> str:
+    """Absolute local paths (LanceDB takes a bare relative name for a cloud URI)."""
+    if "://" in uri:
+        return uri
+    return str(Path(uri).expanduser().resolve())

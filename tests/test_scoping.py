@@ -1,0 +1,171 @@
+"""The scoping rules of DESIGN.md, exhaustively: a pure function, no storage."""
+
+from __future__ import annotations
+
+import copy
+import itertools
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from lancemem.errors import (
+    InvalidIdError,
+    ReservedKeyError,
+    ScopeConflictError,
+    ScopeRequiredError,
+    ValidationError,
+)
+from lancemem.scoping import RESERVED_KEYS, SCOPE_KEYS, build_filters_and_metadata
+
+IDS = {"user_id": "alice", "agent_id": "claude", "run_id": "run-1"}
+COMBINATIONS = [
+    combo for size in (1, 2, 3) for combo in itertools.combinations(SCOPE_KEYS, size)
+]
+
+
+@pytest.mark.parametrize("combo", COMBINATIONS, ids="+".join)
+def test_every_combination_goes_to_metadata_and_filters(combo: tuple[str, ...]) -> None:
+    given_ids = {key: IDS[key] for key in combo}
+    metadata, filters = build_filters_and_metadata(**given_ids)
+    assert metadata == given_ids
+    assert filters == given_ids
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{}, {"actor_id": "bob"}, {"input_metadata": {"k": "v"}}, {"input_filters": {"k": "v"}},
+     {"user_id": None, "agent_id": None, "run_id": None}],
+)
+def test_no_scope_id_is_validation_001(kwargs: dict) -> None:
+    with pytest.raises(ScopeRequiredError) as info:
+        build_filters_and_metadata(**kwargs)
+    assert info.value.code == "VALIDATION_001"
+    assert str(info.value) == (
+        "VALIDATION_001: At least one of 'user_id', 'agent_id', or 'run_id' must be provided."
+    )
+
+
+def test_ids_are_stripped() -> None:
+    metadata, filters = build_filters_and_metadata(user_id="  alice \t")
+    assert metadata["user_id"] == filters["user_id"] == "alice"
+
+
+@pytest.mark.parametrize("field", (*SCOPE_KEYS, "actor_id"))
+@pytest.mark.parametrize(
+    "bad", ["", "   ", "a\nb", "a\x00b", "tab\there", "\x7f", "x" * 257, 42, ["alice"]],
+    ids=["empty", "blank", "newline", "nul", "tab", "del", "too-long", "int", "list"],
+)
+def test_invalid_ids_are_validation_002(field: str, bad: object) -> None:
+    kwargs = {"user_id": "alice", field: bad}
+    with pytest.raises(InvalidIdError) as info:
+        build_filters_and_metadata(**kwargs)
+    assert info.value.code == "VALIDATION_002"
+    assert f"'{field}'" in info.value.message
+
+
+def test_longest_allowed_id_and_unicode() -> None:
+    metadata, _ = build_filters_and_metadata(user_id="x" * 256, agent_id="agent-ü-日本")
+    assert metadata["user_id"] == "x" * 256
+    assert metadata["agent_id"] == "agent-ü-日本"
+
+
+def test_actor_parameter_wins_over_filter() -> None:
+    metadata, filters = build_filters_and_metadata(
+        user_id="alice", actor_id="bob", input_filters={"actor_id": "carol"}
+    )
+    assert filters == {"user_id": "alice", "actor_id": "bob"}
+    assert "actor_id" not in metadata
+
+
+def test_actor_from_filters_when_no_parameter() -> None:
+    metadata, filters = build_filters_and_metadata(
+        user_id="alice", input_filters={"actor_id": "carol"}
+    )
+    assert filters == {"user_id": "alice", "actor_id": "carol"}
+    assert "actor_id" not in metadata
+
+
+def test_no_actor_means_no_actor_filter() -> None:
+    _, filters = build_filters_and_metadata(user_id="alice")
+    assert "actor_id" not in filters
+
+
+@pytest.mark.parametrize("key", sorted(RESERVED_KEYS))
+def test_reserved_metadata_key_is_rejected_by_name(key: str) -> None:
+    with pytest.raises(ReservedKeyError) as info:
+        build_filters_and_metadata(user_id="alice", input_metadata={key: "x", "ok": 1})
+    assert info.value.code == "VALIDATION_003"
+    assert f"'{key}'" in info.value.message
+
+
+def test_custom_metadata_is_kept_beside_scope() -> None:
+    metadata, filters = build_filters_and_metadata(
+        user_id="alice", input_metadata={"topic": "food", "tags": ["a"]}
+    )
+    assert metadata == {"topic": "food", "tags": ["a"], "user_id": "alice"}
+    assert filters == {"user_id": "alice"}
+
+
+@pytest.mark.parametrize("key", SCOPE_KEYS)
+def test_conflicting_id_in_filters_is_an_error(key: str) -> None:
+    with pytest.raises(ScopeConflictError) as info:
+        build_filters_and_metadata(**{key: "alice"}, input_filters={key: "mallory"})
+    assert info.value.code == "VALIDATION_004"
+    assert "mallory" in info.value.message
+
+
+def test_same_id_in_filters_is_accepted() -> None:
+    _, filters = build_filters_and_metadata(user_id="alice", input_filters={"user_id": " alice"})
+    assert filters == {"user_id": "alice"}
+
+
+def test_id_given_only_in_filters_is_the_scope() -> None:
+    metadata, filters = build_filters_and_metadata(input_filters={"agent_id": "claude"})
+    assert metadata == {"agent_id": "claude"}
+    assert filters == {"agent_id": "claude"}
+
+
+def test_operator_on_scope_key_only_narrows() -> None:
+    _, filters = build_filters_and_metadata(
+        user_id="alice", input_filters={"user_id": {"in": ["alice", "mallory"]}, "k": 1}
+    )
+    assert filters["user_id"] == "alice"
+    assert filters["AND"] == [{"k": 1}, {"user_id": {"in": ["alice", "mallory"]}}]
+
+
+def test_inputs_are_never_mutated_or_shared() -> None:
+    metadata_in = {"topic": "food", "nested": {"a": [1, 2]}}
+    filters_in = {"actor_id": "carol", "nested": {"b": 1}}
+    before = copy.deepcopy((metadata_in, filters_in))
+    metadata, filters = build_filters_and_metadata(
+        user_id="alice", input_metadata=metadata_in, input_filters=filters_in
+    )
+    assert (metadata_in, filters_in) == before
+    metadata["nested"]["a"].append(3)
+    filters["nested"]["b"] = 2
+    assert (metadata_in, filters_in) == before
+
+
+@pytest.mark.parametrize("bad", [["topic"], "topic=food", 3])
+def test_metadata_and_filters_must_be_objects(bad: object) -> None:
+    with pytest.raises(ValidationError):
+        build_filters_and_metadata(user_id="alice", input_metadata=bad)  # type: ignore[arg-type]
+    with pytest.raises(ValidationError):
+        build_filters_and_metadata(user_id="alice", input_filters=bad)  # type: ignore[arg-type]
+
+
+@given(st.text(max_size=300))
+def test_any_string_id_is_accepted_stripped_or_rejected_cleanly(value: str) -> None:
+    try:
+        metadata, filters = build_filters_and_metadata(user_id=value)
+    except InvalidIdError:
+        stripped = value.strip()
+        assert (
+            not stripped
+            or len(stripped) > 256
+            or any(ord(c) < 32 or 127 <= ord(c) < 160 or 0xD800 <= ord(c) <= 0xDFFF
+                   for c in stripped)
+        )
+    else:
+        assert metadata["user_id"] == filters["user_id"] == value.strip()
