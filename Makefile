@@ -5,6 +5,8 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 ARGS ?=
 
+INSPECTOR := tests/inspector/node_modules/.bin/mcp-inspector
+
 .PHONY: serve test lint clean
 
 $(VENV)/.installed: pyproject.toml
@@ -23,8 +25,13 @@ serve: $(VENV)/.installed
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check server tests benchmarks
 
-test: lint
+# The MCP Inspector CLI (npm), pinned by tests/inspector/package-lock.json.
+$(INSPECTOR): tests/inspector/package.json tests/inspector/package-lock.json
+	npm ci --prefix tests/inspector --no-audit --no-fund --loglevel=error
+	touch $@
+
+test: lint $(INSPECTOR)
 	$(BIN)/python -m pytest
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .ruff_cache tests/inspector/node_modules

@@ -1,7 +1,6 @@
-"""lancemem: long-term memory for AI assistants, over LanceDB, served by MCP."""
+"""lancemem: long-term memory for AI assistants, over LanceDB, served by MCP.
 
-from .errors import LanceMemError
-from .memory import Memory
+The Python API is ``lancemem.memory.Memory``; errors live in ``lancemem.errors``.
+"""
 
-__all__ = ["LanceMemError", "Memory"]
 __version__ = "0.1.0"

@@ -155,7 +155,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = _settings(args)
         logging.getLogger("lancemem").setLevel(settings.log_level.upper())
         if args.command == "serve":
-            from .mcp_server import serve
+            from .serve import serve
 
             serve(settings)
             return 0

@@ -14,9 +14,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
-import lancedb
 import pyarrow as pa
-from lancedb.index import BTree
 
 from .errors import ConflictError, LanceMemError, ModelMismatchError, StorageError
 
@@ -127,6 +125,8 @@ class Store:
     def db(self) -> Any:
         """The LanceDB connection; every read sees other processes' latest writes."""
         if self._db is None:
+            import lancedb  # imported here: it takes ~1.5 s, kept off server start-up
+
             if "://" not in self.uri:
                 Path(self.uri).mkdir(parents=True, exist_ok=True)
             self._db = with_retries(
@@ -178,6 +178,8 @@ class Store:
 
     def ensure_indexes(self) -> None:
         """Scalar indexes on the scope columns and on history's memory_id."""
+        from lancedb.index import BTree
+
         wanted = [(MEMORIES, column) for column in INDEXED_COLUMNS] + [(HISTORY, "memory_id")]
         for name, column in wanted:
             table = self.table(name)

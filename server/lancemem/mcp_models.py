@@ -1,0 +1,98 @@
+"""Typed tool results: each becomes a tool's output schema and structured content."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+
+class ChatMessage(BaseModel):
+    """One chat message to remember."""
+
+    role: str = Field(description="'user', 'assistant' or 'tool'; 'system' messages are skipped.")
+    content: str = Field(description="What was said.")
+    name: str | None = Field(
+        default=None, description="Who said it; stored as the memory's actor_id."
+    )
+
+
+class Scope(BaseModel):
+    """The session ids a memory belongs to and who said it."""
+
+    user_id: str | None = Field(default=None, description="Whose memory this is.")
+    agent_id: str | None = Field(default=None, description="Which assistant it belongs to.")
+    run_id: str | None = Field(default=None, description="Which conversation or session.")
+    actor_id: str | None = Field(default=None, description="Who said it.")
+    role: str | None = Field(default=None, description="The speaker's role.")
+
+
+class AddEvent(Scope):
+    """What add_memory did with one message."""
+
+    id: str = Field(description="The memory's id.")
+    memory: str = Field(description="The stored text.")
+    event: str = Field(description="'ADD' (stored) or 'NONE' (already stored in this scope).")
+
+
+class AddResult(BaseModel):
+    """The outcome of add_memory, one entry per stored or skipped message."""
+
+    results: list[AddEvent]
+
+
+class MemoryItem(Scope):
+    """One memory."""
+
+    id: str = Field(description="The memory's id, for get/update/delete/history.")
+    memory: str = Field(description="The remembered text.")
+    hash: str = Field(description="md5 of the text.")
+    metadata: dict[str, Any] = Field(description="Custom metadata given when it was stored.")
+    created_at: str = Field(description="When it was stored (ISO-8601, UTC).")
+    updated_at: str = Field(description="When it last changed (ISO-8601, UTC).")
+    score: float | None = Field(
+        default=None, description="Similarity to the query (search only); higher is closer."
+    )
+
+
+class MemoryList(BaseModel):
+    """Several memories."""
+
+    results: list[MemoryItem]
+
+
+class Deleted(BaseModel):
+    """The outcome of delete_memory."""
+
+    id: str
+    deleted: bool
+
+
+class DeletedCount(BaseModel):
+    """The outcome of delete_all_memories."""
+
+    deleted: int = Field(description="How many memories were deleted.")
+
+
+class HistoryEntry(BaseModel):
+    """One recorded change to a memory."""
+
+    id: str
+    memory_id: str
+    event: str = Field(description="ADD, UPDATE or DELETE.")
+    old_memory: str | None = None
+    new_memory: str | None = None
+    created_at: str
+    updated_at: str
+    is_deleted: bool
+    actor_id: str | None = None
+    role: str | None = None
+    user_id: str | None = None
+    agent_id: str | None = None
+    run_id: str | None = None
+
+
+class HistoryList(BaseModel):
+    """A memory's changes, oldest first."""
+
+    results: list[HistoryEntry]

@@ -1,0 +1,242 @@
+"""The MCP tools: thin, typed wrappers over Memory.
+
+Each tool runs its Memory call in a worker thread (LanceDB and fastembed
+block), turns lancemem errors into tool errors whose text starts with the
+stable code, and returns a typed result (structured content plus its JSON
+text). Ids pinned by the server's configuration are removed from the tools'
+schemas and always applied.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import logging
+import re
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Annotated, Any
+
+import anyio.to_thread
+from mcp.server.mcpserver import MCPServer
+from mcp.types import CallToolResult, TextContent, ToolAnnotations
+from pydantic import BaseModel, Field
+
+from . import __version__
+from .config import SCOPE_FIELDS, Settings
+from .errors import LanceMemError, ValidationError
+from .mcp_models import (
+    AddResult,
+    ChatMessage,
+    Deleted,
+    DeletedCount,
+    HistoryList,
+    MemoryItem,
+    MemoryList,
+)
+from .memory import Memory
+
+log = logging.getLogger(__name__)
+
+INSTRUCTIONS = """\
+lancemem is your long-term memory. Save facts, preferences and decisions worth \
+recalling in later conversations with add_memory; before answering, look for \
+what you already know with search_memories. Memories are scoped: user_id is whose \
+memory it is, agent_id which assistant, run_id which conversation. A call sees only \
+memories matching every id it gives."""
+
+FILTERS_HELP = (
+    "Optional filter object. Keys: custom metadata keys, actor_id, role, created_at, "
+    "updated_at. Operators: eq ne gt gte lt lte in nin contains icontains; logic: "
+    'AND OR NOT with lists. Examples: {"category": "food"}; '
+    '{"AND": [{"priority": {"gte": 5}}, {"created_at": {"gt": "2026-01-01"}}]}.'
+)
+
+UserId = Annotated[str | None, Field(
+    description="Whose memories: the end user's id, e.g. 'alice'. Omit to use the "
+    "server's default user.")]
+AgentId = Annotated[str | None, Field(
+    description="Which assistant or agent the memories belong to, e.g. 'coding-helper'.")]
+RunId = Annotated[str | None, Field(
+    description="Which conversation or session, e.g. a chat id; omit for memories that "
+    "outlive one session.")]
+ActorId = Annotated[str | None, Field(
+    description="Who said it (e.g. a speaker's name). On add: attributed to messages "
+    "without a name. On search/list: only memories said by this actor.")]
+MemoryId = Annotated[str, Field(description="The memory's id, as returned by add, search "
+                                            "or list.")]
+Filters = Annotated[dict[str, Any] | None, Field(description=FILTERS_HELP)]
+Metadata = Annotated[dict[str, Any] | None, Field(
+    description='Custom key/value data to store with the memory, e.g. {"category": "food"}.')]
+
+_READ = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True,
+                        open_world_hint=False)
+_WRITE = ToolAnnotations(read_only_hint=False, destructive_hint=False, open_world_hint=False)
+_DESTROY = ToolAnnotations(read_only_hint=False, destructive_hint=True, open_world_hint=False)
+_CODE = re.compile(r"^[A-Z][A-Z_]*_\d{3}: ")
+_SDK_PREFIX = re.compile(r"^Error executing tool [\w-]+(: )?")
+
+
+def error_result(exc: LanceMemError) -> CallToolResult:
+    """A tool error whose text starts with the stable code."""
+    return CallToolResult(content=[TextContent(type="text", text=str(exc))], is_error=True)
+
+
+async def coded_errors(ctx: Any, call_next: Callable[[Any], Awaitable[Any]]) -> Any:
+    """Middleware: give errors raised before a tool runs (bad arguments) a code too."""
+    result = await call_next(ctx)
+    if getattr(ctx, "method", None) != "tools/call":
+        return result
+    wire = result.model_dump(mode="json", by_alias=True, exclude_none=True) if isinstance(
+        result, BaseModel) else result
+    if not isinstance(wire, dict) or not wire.get("isError") or not wire.get("content"):
+        return result
+    text = wire["content"][0].get("text", "")
+    if _CODE.match(text):
+        return result
+    detail = _SDK_PREFIX.sub("", text)
+    if detail and _CODE.match(detail):
+        fixed = detail
+    elif detail:
+        fixed = f"VALIDATION_005: invalid arguments: {detail}"
+    else:
+        fixed = "INTERNAL_001: the server failed unexpectedly; its log on stderr has details."
+    return {**wire, "content": [{"type": "text", "text": fixed}]}
+
+
+def _tool(fn: Callable[..., Awaitable[Any]], pinned: Mapping[str, str]) -> Callable[..., Any]:
+    """Wrap a tool: apply pinned ids (hidden from its schema) and code its errors."""
+    signature = inspect.signature(fn, eval_str=True)
+
+    @functools.wraps(fn)
+    async def tool(**kwargs: Any) -> Any:
+        kwargs.update({name: value for name, value in pinned.items()
+                       if name in signature.parameters})
+        try:
+            return await fn(**kwargs)
+        except LanceMemError as exc:
+            log.info("tool %s failed: %s", fn.__name__, exc)
+            return error_result(exc)
+
+    visible = [p for p in signature.parameters.values() if p.name not in pinned]
+    tool.__signature__ = signature.replace(parameters=visible)  # type: ignore[attr-defined]
+    del tool.__wrapped__  # the schema must come from the signature above
+    return tool
+
+
+def build_server(settings: Settings, *, memory: Memory | None = None) -> MCPServer:
+    """The lancemem MCP server: eight memory tools over one Memory."""
+    memory = memory or Memory.from_settings(settings)
+    pinned = {name: getattr(settings, name) for name in settings.pinned
+              if name in SCOPE_FIELDS and getattr(settings, name)}
+    server = MCPServer(name="lancemem", version=__version__, instructions=INSTRUCTIONS,
+                       middleware=[coded_errors])
+
+    async def call(method: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        return await anyio.to_thread.run_sync(functools.partial(method, *args, **kwargs))
+
+    async def add_memory(
+        text: Annotated[str | None, Field(description="The fact to remember, in plain words. "
+                                          "Give this or messages.")] = None,
+        messages: Annotated[list[ChatMessage] | None, Field(
+            description="Chat messages to remember, each stored as one memory.")] = None,
+        user_id: UserId = None, agent_id: AgentId = None, run_id: RunId = None,
+        actor_id: ActorId = None, metadata: Metadata = None,
+    ) -> AddResult:
+        """Remember something for later conversations.
+
+        Use when the user shares a fact, preference, plan or decision worth recalling
+        later. Pass `text`, or `messages` (each message becomes one memory, its `name`
+        recorded as who said it). Text already stored in the same scope is not stored
+        twice (event NONE).
+        """
+        if (text is None) == (messages is None):
+            raise ValidationError("give exactly one of 'text' or 'messages'.")
+        payload: Any = text if text is not None else [
+            m.model_dump(exclude_none=True) for m in messages or []]
+        return AddResult.model_validate(await call(
+            memory.add, payload, user_id=user_id, agent_id=agent_id, run_id=run_id,
+            actor_id=actor_id, metadata=metadata))
+
+    async def search_memories(
+        query: Annotated[str, Field(description="What to look for, in natural language.")],
+        user_id: UserId = None, agent_id: AgentId = None, run_id: RunId = None,
+        actor_id: ActorId = None, filters: Filters = None,
+        limit: Annotated[int, Field(ge=1, le=1000, description="At most this many.")] = 10,
+        threshold: Annotated[float | None, Field(
+            description="Drop results scoring below this similarity (-1 to 1, e.g. 0.3).")] = None,
+    ) -> MemoryList:
+        """Find the memories most relevant to a query, best first, each with a score.
+
+        Use before answering anything that may depend on what you learned earlier.
+        Example filters: {"category": "food"} or
+        {"AND": [{"priority": {"gte": 5}}, {"created_at": {"gt": "2026-01-01"}}]}.
+        """
+        return MemoryList.model_validate(await call(
+            memory.search, query, user_id=user_id, agent_id=agent_id, run_id=run_id,
+            actor_id=actor_id, filters=filters, limit=limit, threshold=threshold))
+
+    async def list_memories(
+        user_id: UserId = None, agent_id: AgentId = None, run_id: RunId = None,
+        actor_id: ActorId = None, filters: Filters = None,
+        limit: Annotated[int, Field(ge=1, le=1000, description="At most this many.")] = 100,
+    ) -> MemoryList:
+        """List the memories in a scope, newest first.
+
+        Use to review everything known about a user, agent or session. Example filters:
+        {"category": "food"} or {"OR": [{"role": "assistant"}, {"tags": {"contains": "x"}}]}.
+        """
+        return MemoryList.model_validate(await call(
+            memory.get_all, user_id=user_id, agent_id=agent_id, run_id=run_id,
+            actor_id=actor_id, filters=filters, limit=limit))
+
+    async def get_memory(memory_id: MemoryId, user_id: UserId = None, agent_id: AgentId = None,
+                         run_id: RunId = None) -> MemoryItem:
+        """Read one memory by its id (only if it is in your scope)."""
+        return MemoryItem.model_validate(await call(
+            memory.get, memory_id, user_id=user_id, agent_id=agent_id, run_id=run_id))
+
+    async def update_memory(
+        memory_id: MemoryId,
+        text: Annotated[str | None, Field(description="The corrected text.")] = None,
+        metadata: Annotated[dict[str, Any] | None, Field(
+            description="New custom metadata; replaces the old metadata.")] = None,
+        user_id: UserId = None, agent_id: AgentId = None, run_id: RunId = None,
+    ) -> MemoryItem:
+        """Correct a memory's text and/or replace its metadata; its scope never changes.
+
+        Use when a remembered fact changed (the user moved, changed their mind).
+        The change is kept in the memory's history.
+        """
+        return MemoryItem.model_validate(await call(
+            memory.update, memory_id, text=text, metadata=metadata, user_id=user_id,
+            agent_id=agent_id, run_id=run_id))
+
+    async def delete_memory(memory_id: MemoryId, user_id: UserId = None,
+                            agent_id: AgentId = None, run_id: RunId = None) -> Deleted:
+        """Forget one memory by its id. Its history is kept."""
+        return Deleted.model_validate(await call(
+            memory.delete, memory_id, user_id=user_id, agent_id=agent_id, run_id=run_id))
+
+    async def delete_all_memories(user_id: UserId = None, agent_id: AgentId = None,
+                                  run_id: RunId = None) -> DeletedCount:
+        """Forget every memory in a scope: all of a user's, an agent's or a session's.
+
+        Irreversible. At least one id is required; only memories matching every
+        given id are deleted. Use only when the user asks to forget everything.
+        """
+        return DeletedCount.model_validate(await call(
+            memory.delete_all, user_id=user_id, agent_id=agent_id, run_id=run_id))
+
+    async def memory_history(memory_id: MemoryId, user_id: UserId = None,
+                             agent_id: AgentId = None, run_id: RunId = None) -> HistoryList:
+        """Show how a memory changed over time (ADD, UPDATE, DELETE), oldest first."""
+        return HistoryList.model_validate(await call(
+            memory.history, memory_id, user_id=user_id, agent_id=agent_id, run_id=run_id))
+
+    tools = [(add_memory, _WRITE), (search_memories, _READ), (list_memories, _READ),
+             (get_memory, _READ), (update_memory, _WRITE), (delete_memory, _DESTROY),
+             (delete_all_memories, _DESTROY), (memory_history, _READ)]
+    for fn, hints in tools:
+        server.add_tool(_tool(fn, pinned), name=fn.__name__, description=inspect.getdoc(fn),
+                        annotations=hints)
+    return server

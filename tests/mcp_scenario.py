@@ -1,0 +1,100 @@
+"""One scenario that exercises every tool and its error paths through any MCP client."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+from mcp.types import CallToolResult
+
+TOOLS = {"add_memory", "search_memories", "list_memories", "get_memory", "update_memory",
+         "delete_memory", "delete_all_memories", "memory_history"}
+
+
+async def call(client: Any, tool: str, **arguments: Any) -> dict[str, Any]:
+    """Call a tool that must succeed; its text rendering must match its structured content."""
+    result: CallToolResult = await client.call_tool(tool, arguments)
+    assert not result.is_error, result.content[0].text
+    assert result.structured_content is not None
+    assert json.loads(result.content[0].text) == result.structured_content
+    return result.structured_content
+
+
+async def fails(client: Any, tool: str, code: str, **arguments: Any) -> str:
+    """Call a tool that must fail with a tool error whose text starts with ``code``."""
+    result: CallToolResult = await client.call_tool(tool, arguments)
+    assert result.is_error, result
+    text = result.content[0].text
+    assert text.startswith(f"{code}: "), text
+    return text
+
+
+async def exercise_all_tools(client: Any) -> None:
+    """Every tool, success and failure, in one user's fresh scope."""
+    user = f"user-{uuid.uuid4().hex[:8]}"
+    names = {tool.name for tool in (await client.list_tools()).tools}
+    assert names == TOOLS
+
+    added = await call(client, "add_memory", text="I love pizza with olives", user_id=user,
+                       metadata={"topic": "food"})
+    pizza = added["results"][0]
+    assert (pizza["event"], pizza["user_id"], pizza["memory"]) == (
+        "ADD", user, "I love pizza with olives")
+    again = await call(client, "add_memory", text="I love pizza with olives", user_id=user)
+    assert again["results"][0]["event"] == "NONE" and again["results"][0]["id"] == pizza["id"]
+    # Models often send objects as JSON strings: accepted.
+    dog = (await call(client, "add_memory", user_id=user, metadata='{"topic": "pets"}',
+                      messages='[{"role": "user", "content": "My dog is called Rex", '
+                               '"name": "sam"}]'))["results"][0]
+    assert dog["actor_id"] == "sam"
+
+    found = await call(client, "search_memories", query="favourite food", user_id=user)
+    assert found["results"][0]["id"] == pizza["id"] and found["results"][0]["score"] > 0
+    pets = await call(client, "search_memories", query="food", user_id=user,
+                      filters={"topic": "pets"})
+    assert [r["id"] for r in pets["results"]] == [dog["id"]]
+    listed = await call(client, "list_memories", user_id=user)
+    assert [r["id"] for r in listed["results"]] == [dog["id"], pizza["id"]]
+    by_actor = await call(client, "list_memories", user_id=user, actor_id="sam", limit=5)
+    assert [r["id"] for r in by_actor["results"]] == [dog["id"]]
+
+    got = await call(client, "get_memory", memory_id=pizza["id"], user_id=user)
+    assert got["metadata"] == {"topic": "food"}
+    updated = await call(client, "update_memory", memory_id=pizza["id"], user_id=user,
+                         text="I love pizza with mushrooms")
+    assert updated["memory"] == "I love pizza with mushrooms"
+    history = await call(client, "memory_history", memory_id=pizza["id"], user_id=user)
+    assert [(h["event"], h["new_memory"]) for h in history["results"]] == [
+        ("ADD", "I love pizza with olives"), ("UPDATE", "I love pizza with mushrooms")]
+
+    missing = await fails(client, "get_memory", "NOT_FOUND_001",
+                          memory_id=str(uuid.uuid4()), user_id=user)
+    other = await fails(client, "get_memory", "NOT_FOUND_001", memory_id=pizza["id"],
+                        user_id=f"{user}-other")
+    assert other.replace(pizza["id"], "ID").count("ID") == 1 and missing.count("'") == other.count(
+        "'")
+    await fails(client, "update_memory", "NOT_FOUND_001", memory_id=pizza["id"],
+                user_id="mallory", text="pwned")
+    await fails(client, "delete_memory", "NOT_FOUND_001", memory_id=pizza["id"],
+                user_id="mallory")
+    await fails(client, "memory_history", "NOT_FOUND_001", memory_id=pizza["id"],
+                user_id="mallory")
+    await fails(client, "add_memory", "VALIDATION_001", text="no scope at all")
+    await fails(client, "list_memories", "VALIDATION_001")
+    await fails(client, "add_memory", "VALIDATION_003", text="x", user_id=user,
+                metadata={"user_id": "mallory"})
+    await fails(client, "add_memory", "VALIDATION_005", user_id=user)
+    await fails(client, "search_memories", "VALIDATION_005", query="x", user_id=user, limit=0)
+    await fails(client, "search_memories", "VALIDATION_005", query="x", user_id=user,
+                limit="many")
+    await fails(client, "search_memories", "FILTER_001", query="x", user_id=user,
+                filters={"topic": {"regex": ".*"}})
+    await fails(client, "delete_all_memories", "VALIDATION_001")
+    await fails(client, "update_memory", "VALIDATION_005", memory_id=pizza["id"], user_id=user)
+
+    deleted = await call(client, "delete_memory", memory_id=dog["id"], user_id=user)
+    assert deleted == {"id": dog["id"], "deleted": True}
+    await fails(client, "get_memory", "NOT_FOUND_001", memory_id=dog["id"], user_id=user)
+    assert await call(client, "delete_all_memories", user_id=user) == {"deleted": 1}
+    assert (await call(client, "list_memories", user_id=user))["results"] == []
