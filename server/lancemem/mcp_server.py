@@ -218,14 +218,17 @@ def build_server(settings: Settings, *, memory: Memory | None = None) -> MCPServ
             memory.delete, memory_id, user_id=user_id, agent_id=agent_id, run_id=run_id))
 
     async def delete_all_memories(user_id: UserId = None, agent_id: AgentId = None,
-                                  run_id: RunId = None) -> DeletedCount:
+                                  run_id: RunId = None, actor_id: ActorId = None,
+                                  filters: Filters = None) -> DeletedCount:
         """Forget every memory in a scope: all of a user's, an agent's or a session's.
 
         Irreversible. At least one id is required; only memories matching every
-        given id are deleted. Use only when the user asks to forget everything.
+        given id (and the filters, if any) are deleted. Use only when the user asks
+        to forget everything, or everything of a kind, e.g. filters {"category": "food"}.
         """
         return DeletedCount.model_validate(await call(
-            memory.delete_all, user_id=user_id, agent_id=agent_id, run_id=run_id))
+            memory.delete_all, user_id=user_id, agent_id=agent_id, run_id=run_id,
+            actor_id=actor_id, filters=filters))
 
     async def memory_history(memory_id: MemoryId, user_id: UserId = None,
                              agent_id: AgentId = None, run_id: RunId = None) -> HistoryList:

@@ -288,10 +288,14 @@ class Memory:
         return {"id": row["id"], "deleted": True}
 
     def delete_all(self, *, user_id: str | None = None, agent_id: str | None = None,
-                   run_id: str | None = None) -> dict[str, Any]:
-        """Delete every memory in the scope (no cap); at least one id is required."""
+                   run_id: str | None = None, actor_id: str | None = None,
+                   filters: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """Delete every memory in the scope (no cap) that matches ``filters``, if given.
+
+        At least one of user/agent/run id is required; filters only narrow.
+        """
         _, query_filters = self._scope({"user_id": user_id, "agent_id": agent_id,
-                                        "run_id": run_id})
+                                        "run_id": run_id}, actor_id=actor_id, filters=filters)
         rows = self._select(compile_where(query_filters))
         self._delete_rows(rows)
         return {"deleted": len(rows)}
