@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from .config import SCOPE_FIELDS, TRANSPORTS, Settings, load_settings
-from .errors import LanceMemError
+from .errors import LanceMemError, ValidationError
 from .memory import Memory
 
 
@@ -64,6 +64,12 @@ def build_parser() -> argparse.ArgumentParser:
                        ("history", "show a memory's history")):
         sub.add_parser(name, parents=[common], help=text).add_argument("memory_id")
     sub.add_parser("reindex", parents=[common], help="re-embed every memory with --model")
+    imp = sub.add_parser("import", parents=[common],
+                         help="add memories from a JSON Lines file (one add call per line)")
+    imp.add_argument("file", help='lines like {"text": "...", "user_id": "alice"}; - for stdin')
+    imp.add_argument("--batch-size", type=int, default=512)
+    sub.add_parser("optimize", parents=[common],
+                   help="compact the store and drop old versions (also done automatically)")
     return parser
 
 
@@ -129,21 +135,76 @@ def _run_command(args: argparse.Namespace, memory: Memory) -> tuple[Any, Callabl
     return result, lambda: _print_history(result["results"])
 
 
+def _progress(label: str) -> Callable[[int, int], None]:
+    """A progress bar on stderr (stdout stays clean for --json)."""
+    def show(done: int, total: int) -> None:
+        width = 30
+        filled = width * done // max(total, 1)
+        end = "\n" if done >= total else ""
+        print(f"\r{label} [{'#' * filled}{'.' * (width - filled)}] {done}/{total}",
+              end=end, file=sys.stderr, flush=True)
+
+    return show
+
+
 def _reindex(settings: Settings) -> dict[str, Any]:
     from .embeddings import FastEmbedder
     from .reindex import reindex
     from .store import Store
 
-    def progress(done: int, total: int) -> None:
-        width = 30
-        filled = width * done // max(total, 1)
-        print(f"\rreindex [{'#' * filled}{'.' * (width - filled)}] {done}/{total}",
-              end="", file=sys.stderr, flush=True)
-
     embedder = FastEmbedder(settings.embedding_model, cache_dir=settings.model_cache_dir)
-    count = reindex(Store(settings.db), embedder, progress=progress)
-    print(file=sys.stderr)
+    count = reindex(Store(settings.db), embedder, progress=_progress("reindex"))
     return {"reindexed": count, "model": settings.embedding_model}
+
+
+def _read_jsonl(path: str) -> list[Any]:
+    handle = sys.stdin if path == "-" else open(path, encoding="utf-8")  # noqa: SIM115
+    records = []
+    with handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError as exc:
+                raise ValidationError(f"{path} line {number} is not JSON: {exc.msg}.") from None
+    return records
+
+
+def _import(args: argparse.Namespace, memory: Memory) -> dict[str, Any]:
+    try:
+        records = _read_jsonl(args.file)
+    except OSError as exc:
+        raise ValidationError(f"cannot read {args.file}: {exc.strerror}.") from None
+    defaults = {k: v for k, v in _ids(args).items() if v is not None}
+    records = [{**defaults, **record} if isinstance(record, dict) else record
+               for record in records]
+    return memory.add_many(records, batch_size=args.batch_size, progress=_progress("import"))
+
+
+def _optimize(memory: Memory) -> dict[str, Any]:
+    memory.ensure_open()
+    before = memory.store.disk_bytes()
+    memory.store.optimize()
+    return {"bytes_before": before, "bytes_after": memory.store.disk_bytes()}
+
+
+def _dispatch(args: argparse.Namespace, settings: Settings) -> tuple[Any, Callable[[], None]]:
+    """Run a maintenance command or a memory command; returns result and printer."""
+    if args.command == "reindex":
+        done = _reindex(settings)
+        return done, lambda: print(
+            f"re-embedded {done['reindexed']} memories with {done['model']}")
+    memory = Memory.from_settings(settings)
+    if args.command == "import":
+        counts = _import(args, memory)
+        return counts, lambda: print(
+            f"added {counts['added']}, skipped {counts['skipped']} already stored")
+    if args.command == "optimize":
+        sizes = _optimize(memory)
+        return sizes, lambda: print(
+            f"store size {sizes['bytes_before']:,} -> {sizes['bytes_after']:,} bytes")
+    return _run_command(args, memory)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -159,13 +220,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             serve(settings)
             return 0
-        if args.command == "reindex":
-            result = _reindex(settings)
-            def show() -> None:
-                return print(
-                            f"re-embedded {result['reindexed']} memories with {result['model']}")
-        else:
-            result, show = _run_command(args, Memory.from_settings(settings))
+        result, show = _dispatch(args, settings)
     except LanceMemError as exc:
         print(f"lancemem: {exc}", file=sys.stderr)
         return 1

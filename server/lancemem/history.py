@@ -2,13 +2,18 @@
 
 Rows carry the memory's user/agent/run ids so that history is scoped exactly
 like memories. Memory writes its history rows in the same operation as the
-change they describe.
+change they describe, always after the change itself, so a crash in between
+leaves a change without its history row, never a row without its change.
+
+Row ids are derived from the change (memory id, event, and for updates the
+new ``updated_at``), so the repair that fills a missing row (consistency.py)
+and a slow writer that fills it too produce the same row; readers keep one.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -16,6 +21,20 @@ from .store import HISTORY, HISTORY_SCHEMA, Store
 
 ADD, UPDATE, DELETE = "ADD", "UPDATE", "DELETE"
 _EVENT_ORDER = {ADD: 0, UPDATE: 1, DELETE: 2}
+_NAMESPACE = uuid.UUID("8d0f6c2e-5b7a-4c61-9a35-3f1e2b7d9c40")
+
+
+def event_id(memory_id: str, event: str, updated_at: datetime | None = None) -> str:
+    """The id of the history row recording ``event`` for a memory."""
+    suffix = f"/{updated_at.isoformat()}" if event == UPDATE and updated_at else ""
+    return str(uuid.uuid5(_NAMESPACE, f"{memory_id}/{event}{suffix}"))
+
+
+def ordered(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """History rows oldest first, one per id (a repaired row may be written twice)."""
+    unique = {row["id"]: row for row in rows}
+    return sorted(unique.values(),
+                  key=lambda row: (row["created_at"], _EVENT_ORDER.get(row["event"], 9)))
 
 
 def history_row(
@@ -28,7 +47,7 @@ def history_row(
 ) -> dict[str, Any]:
     """One history row for a change to ``memory`` (a stored memories row)."""
     return {
-        "id": str(uuid.uuid4()),
+        "id": event_id(memory["id"], event, memory.get("updated_at")),
         "memory_id": memory["id"],
         "event": event,
         "old_memory": old_memory,
@@ -65,6 +84,4 @@ class History:
 
     def rows(self, where: str) -> list[dict[str, Any]]:
         """History rows matching ``where``, oldest first."""
-        found = self._store.select(HISTORY, where)
-        found.sort(key=lambda row: (row["created_at"], _EVENT_ORDER.get(row["event"], 9)))
-        return found
+        return ordered(self._store.select(HISTORY, where))

@@ -11,16 +11,19 @@ import hashlib
 import json
 import threading
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from . import consistency
 from . import history as hist
 from .config import Settings
 from .embeddings import Embedder, FastEmbedder
 from .errors import NotFoundError, ValidationError
 from .filters import compile_where, metadata_columns, sql_string
 from .messages import (
+    Message,
     check_limit,
     check_metadata,
     check_text,
@@ -32,6 +35,36 @@ from .store import HIDDEN_COLUMNS, MEMORIES, Store, memories_schema
 
 ITEM_FIELDS = ("user_id", "agent_id", "run_id", "actor_id", "role")
 _ID_CHUNK = 500
+_RECORD_KEYS = frozenset({"text", "messages", "user_id", "agent_id", "run_id", "actor_id",
+                          "metadata"})
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """One checked add call, ready to be written."""
+
+    messages: list[Message]
+    scope: dict[str, Any]
+    custom: dict[str, Any]
+    actor: str | None
+
+
+def _scope_key(plan: _Plan) -> tuple[Any, ...]:
+    return tuple(plan.scope[key] for key in SCOPE_KEYS)
+
+
+def _chunks(plans: list[_Plan], size: int) -> Iterator[list[_Plan]]:
+    """Consecutive plans holding about ``size`` messages each."""
+    chunk: list[_Plan] = []
+    count = 0
+    for plan in plans:
+        chunk.append(plan)
+        count += len(plan.messages)
+        if count >= size:
+            yield chunk
+            chunk, count = [], 0
+    if chunk:
+        yield chunk
 
 
 def text_hash(text: str) -> str:
@@ -88,12 +121,14 @@ class Memory:
         return cls(store=Store(settings.db), embedder=model, defaults=settings.scope_defaults())
 
     def ensure_open(self) -> None:
-        """Create or open the tables and check the embedding model (once)."""
+        """Open the tables, check the model, repair history after a crash (once)."""
         if self._opened:
             return
         with self._open_lock:
             if not self._opened:
                 self.store.open(model_name=self.embedder.model_name, dim=self.embedder.dim)
+                consistency.repair(self.store)
+                self.store.compact_in_background()
                 self._opened = True
 
     def _scope(self, ids: Mapping[str, Any], *, actor_id: Any = None, metadata: Any = None,
@@ -117,36 +152,93 @@ class Memory:
         to messages without a name). Text already stored in the same scope is
         not stored again: its existing id comes back with event ``NONE``.
         """
+        plan = self._plan(messages, user_id=user_id, agent_id=agent_id, run_id=run_id,
+                          actor_id=actor_id, metadata=metadata)
+        self.ensure_open()
+        return {"results": self._commit([plan])[0]}
+
+    def add_many(self, records: Iterable[Mapping[str, Any]], *, batch_size: int = 512,
+                 progress: Callable[[int, int], None] | None = None) -> dict[str, int]:
+        """Store many records (each the keyword arguments of ``add``, with
+        ``messages`` or ``text``), embedding and writing them in batches.
+
+        Every record is checked before anything is written, so a bad record
+        stores nothing; its error names the record's position. Re-running an
+        interrupted call stores only what is missing (duplicates are skipped).
+        """
+        plans = [self._plan_record(record, index) for index, record in enumerate(records)]
+        self.ensure_open()
+        total = sum(len(plan.messages) for plan in plans)
+        done, added = 0, 0
+        for chunk in _chunks(plans, batch_size):
+            results = self._commit(chunk)
+            added += sum(r["event"] == "ADD" for batch in results for r in batch)
+            done += sum(len(plan.messages) for plan in chunk)
+            if progress:
+                progress(done, total)
+        return {"added": added, "skipped": total - added}
+
+    def _plan_record(self, record: Mapping[str, Any], index: int) -> _Plan:
+        if not isinstance(record, Mapping):
+            raise ValidationError(f"record {index + 1}: expected an object, got "
+                                  f"{type(record).__name__}.")
+        unknown = set(record) - _RECORD_KEYS
+        if unknown:
+            raise ValidationError(f"record {index + 1}: unknown keys {sorted(unknown)}; use "
+                                  f"{', '.join(sorted(_RECORD_KEYS))}.")
+        fields = dict(record)
+        if ("text" in fields) == ("messages" in fields):
+            raise ValidationError(f"record {index + 1}: give exactly one of 'text' or "
+                                  "'messages'.")
+        messages = fields.pop("text", None) or fields.pop("messages", None)
+        try:
+            return self._plan(messages, **fields)
+        except ValidationError as exc:
+            raise type(exc)(f"record {index + 1}: {exc.message}") from None
+
+    def _plan(self, messages: Any, *, user_id: Any = None, agent_id: Any = None,
+              run_id: Any = None, actor_id: Any = None, metadata: Any = None) -> _Plan:
+        """Check one add call's input and resolve its scope; nothing is written."""
         items = normalise_messages(messages)
         custom = check_metadata(metadata)
         template, filters = self._scope(
             {"user_id": user_id, "agent_id": agent_id, "run_id": run_id},
             actor_id=actor_id, metadata=custom,
         )
-        self.ensure_open()
         scope = {key: template.get(key) for key in SCOPE_KEYS}
-        known = self._existing_hashes(scope, {text_hash(m.content) for m in items})
+        return _Plan(items, scope, custom, filters.get("actor_id"))
+
+    def _commit(self, plans: list[_Plan]) -> list[list[dict[str, Any]]]:
+        """Store planned messages, skipping text already in the same scope."""
+        wanted: dict[tuple[Any, ...], set[str]] = {}
+        for plan in plans:
+            wanted.setdefault(_scope_key(plan), set()).update(
+                text_hash(m.content) for m in plan.messages)
+        scopes = {_scope_key(plan): plan.scope for plan in plans}
+        known_by_scope = {key: self._existing_hashes(scopes[key], hashes)
+                          for key, hashes in wanted.items()}
         now = datetime.now(UTC)
-        results, rows = [], []
-        for message in items:
-            digest = text_hash(message.content)
-            if digest in known:
-                results.append({"id": known[digest], "memory": message.content, "event": "NONE"})
-                continue
-            row = self._new_row(message, scope, custom, filters.get("actor_id"), digest, now)
-            known[digest] = row["id"]
-            rows.append(row)
-            results.append({"id": row["id"], "memory": row["memory"], "event": "ADD"})
+        rows: list[dict[str, Any]] = []
+        out = []
+        for plan in plans:
+            known = known_by_scope[_scope_key(plan)]
+            scope_fields = {k: v for k, v in plan.scope.items() if v is not None}
+            results = []
+            for message in plan.messages:
+                digest = text_hash(message.content)
+                if digest in known:
+                    results.append({"id": known[digest], "memory": message.content,
+                                    "event": "NONE", **scope_fields})
+                    continue
+                row = self._new_row(message, plan.scope, plan.custom, plan.actor, digest, now)
+                known[digest] = row["id"]
+                rows.append(row)
+                attribution = {k: row[k] for k in ("actor_id", "role") if row[k] is not None}
+                results.append({"id": row["id"], "memory": row["memory"], "event": "ADD",
+                                **scope_fields, **attribution})
+            out.append(results)
         self._write_new(rows, now)
-        for result in results:
-            result.update({k: v for k, v in scope.items() if v is not None})
-        by_id = {row["id"]: row for row in rows}
-        for result in results:
-            row = by_id.get(result["id"])
-            for key in ("actor_id", "role"):
-                if row is not None and row.get(key) is not None:
-                    result[key] = row[key]
-        return {"results": results}
+        return out
 
     def _existing_hashes(self, scope: Mapping[str, Any], hashes: set[str]) -> dict[str, str]:
         wanted = ", ".join(sql_string(h) for h in sorted(hashes))
@@ -304,12 +396,12 @@ class Memory:
         now = datetime.now(UTC)
         for start in range(0, len(rows), _ID_CHUNK):
             chunk = rows[start:start + _ID_CHUNK]
+            wanted = ", ".join(sql_string(row["id"]) for row in chunk)
+            self.store.delete(MEMORIES, f"id IN ({wanted})")
             self.history_log.record(
                 [hist.history_row(memory=row, event=hist.DELETE, old_memory=row["memory"],
                                   new_memory=None, now=now) for row in chunk]
             )
-            wanted = ", ".join(sql_string(row["id"]) for row in chunk)
-            self.store.delete(MEMORIES, f"id IN ({wanted})")
 
     def history(self, memory_id: str, *, user_id: str | None = None,
                 agent_id: str | None = None, run_id: str | None = None) -> dict[str, Any]:

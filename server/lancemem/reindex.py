@@ -1,10 +1,11 @@
 """Re-embed every memory with another model (``lancemem reindex``).
 
-The store is marked with the target model first, the vector column is
-replaced by an empty one of the new size, and rows without a vector are
-embedded batch by batch. An interrupted run leaves the mark in place, so the
-store refuses normal use until ``lancemem reindex`` is run again, which picks
-up where it stopped.
+The store is marked with the target model first (phase ``prepare``), the
+vector column is replaced by an empty one of the new size, the phase becomes
+``embed``, and rows without a vector are embedded batch by batch. Every step
+is one commit. An interrupted run leaves the mark in place, so the store
+refuses normal use until ``lancemem reindex`` is run again, which redoes an
+unfinished ``prepare`` and otherwise picks up the rows still without a vector.
 """
 
 from __future__ import annotations
@@ -24,9 +25,12 @@ def reindex(store: Store, embedder: Embedder, *, batch_size: int = 256,
     """Re-embed all memories with ``embedder``; returns how many were embedded."""
     model, dim = embedder.model_name, embedder.dim
     store.open(model_name=model, dim=dim, check_model=False)
-    if store.meta().get("reindex_target") != model:
-        store.set_meta({"reindex_target": model, "reindex_dim": str(dim)})
+    meta = store.meta()
+    if meta.get("reindex_target") != model or meta.get("reindex_phase") != "embed":
+        store.set_meta({"reindex_target": model, "reindex_dim": str(dim),
+                        "reindex_phase": "prepare"})
         store.replace_vector_column(dim)
+        store.set_meta({"reindex_phase": "embed"})
     remaining = store.count(MEMORIES, "vector IS NULL")
     schema = pa.schema([pa.field("id", pa.utf8(), nullable=False), vector_field(dim)])
     done = 0
@@ -42,5 +46,6 @@ def reindex(store: Store, embedder: Embedder, *, batch_size: int = 256,
         if progress:
             progress(done, remaining)
     store.set_meta({"embedding_model": model, "embedding_dim": str(dim),
-                    "reindex_target": None, "reindex_dim": None})
+                    "reindex_target": None, "reindex_dim": None, "reindex_phase": None})
+    store.optimize()
     return done

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import random
+import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from datetime import timedelta
@@ -28,6 +29,13 @@ SCHEMA_VERSION = "1"
 INDEXED_COLUMNS = ("user_id", "agent_id", "run_id", "actor_id")
 HIDDEN_COLUMNS = ("vector", "meta_str", "meta_num", "meta_tags")
 MAX_ATTEMPTS = 8
+# Every commit adds a version and (for appends) a fragment; left alone they make
+# disk use and search time grow with every write (FACTS.md). Compact when small
+# fragments pile up, and drop versions older than a few seconds: readers always
+# move to the newest version before each query, so nothing still uses them.
+COMPACT_AT_SMALL_FRAGMENTS = 32
+CHECK_EVERY_COMMITS = 16
+KEEP_VERSIONS_FOR = timedelta(seconds=10)
 
 _TS = pa.timestamp("us", tz="UTC")
 _JSON = pa.json_(pa.utf8())
@@ -115,11 +123,16 @@ def with_retries(action: Callable[[], T], *, what: str) -> T:
 class Store:
     """LanceDB at ``uri`` holding the memories, history and meta tables."""
 
-    def __init__(self, uri: str, *, storage_options: dict[str, str] | None = None) -> None:
+    def __init__(self, uri: str, *, storage_options: dict[str, str] | None = None,
+                 auto_compact: bool = True) -> None:
         self.uri = _normalise_uri(uri)
         self._storage_options = storage_options
         self._db: Any = None
         self._tables: dict[str, Any] = {}
+        self._auto_compact = auto_compact
+        self._commits = 0
+        self._compacting = threading.Lock()
+        self._compactor: threading.Thread | None = None
 
     @property
     def db(self) -> Any:
@@ -243,6 +256,7 @@ class Store:
         data = pa.Table.from_pylist(list(rows), schema=schema)
         table = self.table(name)
         with_retries(lambda: table.add(data), what=f"writing to {name}")
+        self._committed()
 
     def upsert(self, name: str, rows: Sequence[dict[str, Any]], schema: pa.Schema,
                *, insert_missing: bool = False) -> None:
@@ -259,6 +273,7 @@ class Store:
             return builder.execute(data)
 
         with_retries(run, what=f"updating {name}")
+        self._committed()
 
     def select(self, name: str, where: str | None, *, columns: Iterable[str] | None = None,
                limit: int | None = None) -> list[dict[str, Any]]:
@@ -302,9 +317,13 @@ class Store:
         """Delete the rows matching ``where`` in one commit."""
         table = self.table(name)
         with_retries(lambda: table.delete(where), what=f"deleting from {name}")
+        self._committed()
 
-    def optimize(self, *, cleanup_older_than: timedelta | None = None) -> None:
-        """Compact fragments, fold new rows into indexes, and drop old versions."""
+    def optimize(self, *, cleanup_older_than: timedelta | None = KEEP_VERSIONS_FOR) -> None:
+        """Compact fragments, fold new rows into indexes, and drop old versions.
+
+        Safe while other processes write: conflicting commits are retried.
+        """
         for name in (MEMORIES, HISTORY):
             table = self.table(name)
             with_retries(
@@ -312,8 +331,55 @@ class Store:
                 what=f"optimizing {name}",
             )
 
+    def needs_compaction(self) -> bool:
+        """Whether enough small fragments piled up to be worth compacting."""
+        for name in (MEMORIES, HISTORY):
+            stats = with_retries(lambda n=name: self.table(n).stats(), what="reading stats")
+            if stats["fragment_stats"]["num_small_fragments"] >= COMPACT_AT_SMALL_FRAGMENTS:
+                return True
+        return False
+
+    def _committed(self) -> None:
+        self._commits += 1
+        if self._auto_compact and self._commits % CHECK_EVERY_COMMITS == 0:
+            self.compact_in_background()
+
+    def compact_in_background(self) -> None:
+        """Compact in a worker thread if needed; never blocks or fails the caller.
+
+        The thread is not a daemon: a short-lived process waits for it to finish
+        rather than abandoning a half-written compaction.
+        """
+        if not self._compacting.acquire(blocking=False):
+            return
+
+        def run() -> None:
+            try:
+                if self.needs_compaction():
+                    started = time.perf_counter()
+                    self.optimize()
+                    log.info("compacted %s in %.2f s", self.uri, time.perf_counter() - started)
+            except LanceMemError as exc:  # opportunistic: the next check tries again
+                log.info("compaction skipped: %s", exc)
+            finally:
+                self._compacting.release()
+
+        self._compactor = threading.Thread(target=run, name="lancemem-compact")
+        self._compactor.start()
+
+    def wait_for_compaction(self) -> None:
+        """Block until a background compaction (if any) has finished."""
+        if self._compactor is not None:
+            self._compactor.join()
+
+    def disk_bytes(self) -> int | None:
+        """Bytes the store takes on local disk (None for object storage)."""
+        if "://" in self.uri:
+            return None
+        return sum(f.stat().st_size for f in Path(self.uri).rglob("*") if f.is_file())
+
     def replace_vector_column(self, dim: int) -> None:
-        """Drop the vector column and add an empty one of ``dim`` (for reindex)."""
+        """Drop the vector column (if any) and add an empty one of ``dim`` (for reindex)."""
         table = self.table(MEMORIES)
         if "vector" in table.schema.names:
             with_retries(lambda: table.drop_columns(["vector"]), what="dropping old vectors")
