@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from .errors import (
+    FilterError,
     InvalidIdError,
     ReservedKeyError,
     ScopeConflictError,
@@ -29,6 +30,9 @@ RESERVED_KEYS = frozenset(
     }
 )
 MAX_ID_LENGTH = 256
+# How deeply metadata and filter objects may nest (objects and lists alike).
+# Checked without recursion, before anything recursive (deepcopy, json) runs.
+MAX_NESTING = 32
 SCOPE_REQUIRED_MESSAGE = "At least one of 'user_id', 'agent_id', or 'run_id' must be provided."
 
 # Unicode categories an id may not contain: control characters, and lone
@@ -57,6 +61,21 @@ def validate_id(name: str, value: Any) -> str:
     return cleaned
 
 
+def nests_deeper_than(value: Any, limit: int) -> bool:
+    """Whether objects/lists in ``value`` nest more than ``limit`` levels (iteratively)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        children = item.values() if isinstance(item, Mapping) else (
+            item if isinstance(item, list | tuple) else None)
+        if children is None:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children)
+    return False
+
+
 def check_custom_metadata(metadata: Mapping[str, Any]) -> None:
     """Raise if custom metadata is not an object with string keys or uses a reserved key."""
     if not isinstance(metadata, Mapping):
@@ -64,6 +83,8 @@ def check_custom_metadata(metadata: Mapping[str, Any]) -> None:
             f"'metadata' must be a JSON object, got {type(metadata).__name__}; "
             'pass something like {"category": "food"}.'
         )
+    if nests_deeper_than(metadata, MAX_NESTING):
+        raise ValidationError(f"'metadata' nests deeper than {MAX_NESTING} levels; flatten it.")
     for key in metadata:
         if not isinstance(key, str):
             raise ValidationError(f"metadata keys must be strings; got {key!r}.")
@@ -139,6 +160,8 @@ def build_filters_and_metadata(
             f"'filters' must be a JSON object, got {type(input_filters).__name__}; "
             'pass something like {"category": "food"}.'
         )
+    if nests_deeper_than(input_filters, MAX_NESTING):
+        raise FilterError(f"filters nest deeper than {MAX_NESTING} levels; flatten the filter.")
     filters = copy.deepcopy(dict(input_filters or {}))
     narrowing: list[dict[str, Any]] = []
     params = {"user_id": user_id, "agent_id": agent_id, "run_id": run_id}

@@ -1,0 +1,80 @@
+"""Repair on open: every gap a crash can leave between memories and history is filled."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from lancemem import history as hist
+from lancemem.consistency import missing_history, repair
+from lancemem.memory import Memory
+from lancemem.store import HISTORY, MEMORIES, Store
+from tests.invariants import check_store
+
+
+def reopen(db: Path, embedder: Any) -> Memory:
+    memory = Memory(store=Store(str(db)), embedder=embedder)
+    memory.ensure_open()
+    return memory
+
+
+def test_add_without_history_gets_its_add(db_path: Path, real_embedder: Any) -> None:
+    memory = reopen(db_path, real_embedder)
+    added = memory.add("crashed right after the write", user_id="u")["results"][0]
+    memory.store.delete(HISTORY, f"memory_id = '{added['id']}'")  # the crash's gap
+    assert len(missing_history(memory.store)) == 1
+    fresh = reopen(db_path, real_embedder)
+    events = fresh.history(added["id"], user_id="u")["results"]
+    assert [(e["event"], e["new_memory"]) for e in events] == [
+        ("ADD", "crashed right after the write")]
+    check_store(fresh.store)
+
+
+def test_update_without_history_gets_its_update(db_path: Path, real_embedder: Any) -> None:
+    memory = reopen(db_path, real_embedder)
+    added = memory.add("old text", user_id="u")["results"][0]
+    row = memory.store.select(MEMORIES, f"id = '{added['id']}'")[0]
+    row.update(memory="new text", updated_at=datetime.now(UTC))
+    memory.store.upsert(MEMORIES, [row], memory._schema)  # written, history not yet
+    fresh = reopen(db_path, real_embedder)
+    events = fresh.history(added["id"], user_id="u")["results"]
+    assert [(e["event"], e["old_memory"], e["new_memory"]) for e in events] == [
+        ("ADD", None, "old text"), ("UPDATE", "old text", "new text")]
+    check_store(fresh.store)
+
+
+def test_delete_without_history_gets_its_delete(db_path: Path, real_embedder: Any) -> None:
+    memory = reopen(db_path, real_embedder)
+    added = memory.add("deleted mid-way", user_id="u")["results"][0]
+    memory.store.delete(MEMORIES, f"id = '{added['id']}'")  # deleted, history not yet
+    fresh = reopen(db_path, real_embedder)
+    events = fresh.history(added["id"], user_id="u")["results"]
+    assert [(e["event"], e["old_memory"], e["is_deleted"]) for e in events] == [
+        ("ADD", None, False), ("DELETE", "deleted mid-way", True)]
+    check_store(fresh.store)
+
+
+def test_repair_is_idempotent_and_races_collapse(db_path: Path, real_embedder: Any) -> None:
+    memory = reopen(db_path, real_embedder)
+    added = memory.add("written twice", user_id="u")["results"][0]
+    rows = memory.store.select(HISTORY, None)
+    memory.store.delete(HISTORY, "true")
+    assert repair(memory.store) == 1
+    assert repair(memory.store) == 0
+    # The slow writer's own row lands after the repair: the same id, read once.
+    hist.History(memory.store).record(rows)
+    assert len(memory.store.select(HISTORY, None)) == 2
+    events = memory.history(added["id"], user_id="u")["results"]
+    assert [e["event"] for e in events] == ["ADD"]
+    check_store(memory.store)
+
+
+def test_a_healthy_store_needs_no_repair(db_path: Path, real_embedder: Any) -> None:
+    memory = reopen(db_path, real_embedder)
+    ids = [r["id"] for r in memory.add(["a", "b", "c"], user_id="u")["results"]]
+    memory.update(ids[0], text="a2", user_id="u")
+    memory.update(ids[0], metadata={"k": 1}, user_id="u")
+    memory.delete(ids[1], user_id="u")
+    assert missing_history(memory.store) == []
+    assert set(check_store(memory.store)) == {ids[0], ids[2]}
