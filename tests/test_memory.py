@@ -7,7 +7,8 @@ import math
 import pytest
 
 from lancemem.errors import NotFoundError, ScopeRequiredError, ValidationError
-from lancemem.memory import Memory, text_hash
+from lancemem.memory import Memory
+from lancemem.records import text_hash
 
 HOSTILE_IDS = [
     "x' OR '1'='1",

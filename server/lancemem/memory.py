@@ -7,12 +7,9 @@ each change in the history table in the same call.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import threading
-import uuid
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -23,81 +20,26 @@ from .embeddings import Embedder, FastEmbedder
 from .errors import NotFoundError, ValidationError
 from .filters import compile_where, metadata_columns, sql_string
 from .messages import (
-    Message,
     check_limit,
     check_metadata,
     check_text,
     check_threshold,
     normalise_messages,
 )
+from .records import (
+    Plan,
+    chunks,
+    exact_scope,
+    new_row,
+    scope_key,
+    split_record,
+    text_hash,
+    to_item,
+)
 from .scoping import SCOPE_KEYS, build_filters_and_metadata, validate_id
 from .store import HIDDEN_COLUMNS, MEMORIES, Store, memories_schema
 
-ITEM_FIELDS = ("user_id", "agent_id", "run_id", "actor_id", "role")
 _ID_CHUNK = 500
-_RECORD_KEYS = frozenset({"text", "messages", "user_id", "agent_id", "run_id", "actor_id",
-                          "metadata"})
-
-
-@dataclass(frozen=True)
-class _Plan:
-    """One checked add call, ready to be written."""
-
-    messages: list[Message]
-    scope: dict[str, Any]
-    custom: dict[str, Any]
-    actor: str | None
-
-
-def _scope_key(plan: _Plan) -> tuple[Any, ...]:
-    return tuple(plan.scope[key] for key in SCOPE_KEYS)
-
-
-def _chunks(plans: list[_Plan], size: int) -> Iterator[list[_Plan]]:
-    """Consecutive plans holding about ``size`` messages each."""
-    chunk: list[_Plan] = []
-    count = 0
-    for plan in plans:
-        chunk.append(plan)
-        count += len(plan.messages)
-        if count >= size:
-            yield chunk
-            chunk, count = [], 0
-    if chunk:
-        yield chunk
-
-
-def text_hash(text: str) -> str:
-    """The md5 hex digest of a memory's text, as mem0 computes it."""
-    return hashlib.md5(text.encode("utf-8")).hexdigest()
-
-
-def to_item(row: Mapping[str, Any], *, score: float | None = None) -> dict[str, Any]:
-    """A stored row in mem0's shape: scope fields on top, custom keys under metadata."""
-    raw = row.get("metadata")
-    item: dict[str, Any] = {
-        "id": row["id"],
-        "memory": row["memory"],
-        "hash": row["hash"],
-        "metadata": json.loads(raw) if raw else {},
-        "created_at": row["created_at"].isoformat(),
-        "updated_at": row["updated_at"].isoformat(),
-    }
-    for key in ITEM_FIELDS:
-        if row.get(key) is not None:
-            item[key] = row[key]
-    if score is not None:
-        item["score"] = score
-    return item
-
-
-def _exact_scope(scope: Mapping[str, str | None]) -> str:
-    """Rows in exactly this scope (absent ids must be NULL), for deduplication."""
-    parts = [
-        f"{key} = {sql_string(scope[key])}" if scope.get(key) else f"{key} IS NULL"
-        for key in SCOPE_KEYS
-    ]
-    return " AND ".join(parts)
 
 
 class Memory:
@@ -170,7 +112,7 @@ class Memory:
         self.ensure_open()
         total = sum(len(plan.messages) for plan in plans)
         done, added = 0, 0
-        for chunk in _chunks(plans, batch_size):
+        for chunk in chunks(plans, batch_size):
             results = self._commit(chunk)
             added += sum(r["event"] == "ADD" for batch in results for r in batch)
             done += sum(len(plan.messages) for plan in chunk)
@@ -178,26 +120,15 @@ class Memory:
                 progress(done, total)
         return {"added": added, "skipped": total - added}
 
-    def _plan_record(self, record: Mapping[str, Any], index: int) -> _Plan:
-        if not isinstance(record, Mapping):
-            raise ValidationError(f"record {index + 1}: expected an object, got "
-                                  f"{type(record).__name__}.")
-        unknown = set(record) - _RECORD_KEYS
-        if unknown:
-            raise ValidationError(f"record {index + 1}: unknown keys {sorted(unknown)}; use "
-                                  f"{', '.join(sorted(_RECORD_KEYS))}.")
-        fields = dict(record)
-        if ("text" in fields) == ("messages" in fields):
-            raise ValidationError(f"record {index + 1}: give exactly one of 'text' or "
-                                  "'messages'.")
-        messages = fields.pop("text", None) or fields.pop("messages", None)
+    def _plan_record(self, record: Any, index: int) -> Plan:
+        messages, fields = split_record(record, index)
         try:
             return self._plan(messages, **fields)
         except ValidationError as exc:
             raise type(exc)(f"record {index + 1}: {exc.message}") from None
 
     def _plan(self, messages: Any, *, user_id: Any = None, agent_id: Any = None,
-              run_id: Any = None, actor_id: Any = None, metadata: Any = None) -> _Plan:
+              run_id: Any = None, actor_id: Any = None, metadata: Any = None) -> Plan:
         """Check one add call's input and resolve its scope; nothing is written."""
         items = normalise_messages(messages)
         custom = check_metadata(metadata)
@@ -206,22 +137,22 @@ class Memory:
             actor_id=actor_id, metadata=custom,
         )
         scope = {key: template.get(key) for key in SCOPE_KEYS}
-        return _Plan(items, scope, custom, filters.get("actor_id"))
+        return Plan(items, scope, custom, filters.get("actor_id"))
 
-    def _commit(self, plans: list[_Plan]) -> list[list[dict[str, Any]]]:
+    def _commit(self, plans: list[Plan]) -> list[list[dict[str, Any]]]:
         """Store planned messages, skipping text already in the same scope."""
         wanted: dict[tuple[Any, ...], set[str]] = {}
         for plan in plans:
-            wanted.setdefault(_scope_key(plan), set()).update(
+            wanted.setdefault(scope_key(plan), set()).update(
                 text_hash(m.content) for m in plan.messages)
-        scopes = {_scope_key(plan): plan.scope for plan in plans}
+        scopes = {scope_key(plan): plan.scope for plan in plans}
         known_by_scope = {key: self._existing_hashes(scopes[key], hashes)
                           for key, hashes in wanted.items()}
         now = datetime.now(UTC)
         rows: list[dict[str, Any]] = []
         out = []
         for plan in plans:
-            known = known_by_scope[_scope_key(plan)]
+            known = known_by_scope[scope_key(plan)]
             scope_fields = {k: v for k, v in plan.scope.items() if v is not None}
             results = []
             for message in plan.messages:
@@ -230,7 +161,7 @@ class Memory:
                     results.append({"id": known[digest], "memory": message.content,
                                     "event": "NONE", **scope_fields})
                     continue
-                row = self._new_row(message, plan.scope, plan.custom, plan.actor, digest, now)
+                row = new_row(message, plan, digest, now)
                 known[digest] = row["id"]
                 rows.append(row)
                 attribution = {k: row[k] for k in ("actor_id", "role") if row[k] is not None}
@@ -242,24 +173,11 @@ class Memory:
 
     def _existing_hashes(self, scope: Mapping[str, Any], hashes: set[str]) -> dict[str, str]:
         wanted = ", ".join(sql_string(h) for h in sorted(hashes))
-        where = f"{_exact_scope(scope)} AND hash IN ({wanted})"
+        where = f"{exact_scope(scope)} AND hash IN ({wanted})"
+        if self.store.count(MEMORIES, where) == 0:  # the usual case, and a cheaper query
+            return {}
         rows = self.store.select(MEMORIES, where, columns=["id", "hash"])
         return {row["hash"]: row["id"] for row in rows}
-
-    def _new_row(self, message: Any, scope: Mapping[str, Any], custom: Mapping[str, Any],
-                 actor: str | None, digest: str, now: datetime) -> dict[str, Any]:
-        return {
-            "id": str(uuid.uuid4()),
-            "memory": message.content,
-            "hash": digest,
-            **scope,
-            "actor_id": message.name or actor,
-            "role": message.role,
-            "metadata": json.dumps(custom, ensure_ascii=False),
-            **metadata_columns(custom),
-            "created_at": now,
-            "updated_at": now,
-        }
 
     def _write_new(self, rows: list[dict[str, Any]], now: datetime) -> None:
         if not rows:

@@ -26,15 +26,21 @@ MEMORIES = "memories"
 HISTORY = "history"
 META = "lancemem_meta"
 SCHEMA_VERSION = "1"
-INDEXED_COLUMNS = ("user_id", "agent_id", "run_id", "actor_id")
+INDEXED_COLUMNS = ("user_id", "agent_id", "run_id", "actor_id", "hash")
 HIDDEN_COLUMNS = ("vector", "meta_str", "meta_num", "meta_tags")
 MAX_ATTEMPTS = 8
 # Every commit adds a version and (for appends) a fragment; left alone they make
-# disk use and search time grow with every write (FACTS.md). Compact when small
-# fragments pile up, and drop versions older than a few seconds: readers always
-# move to the newest version before each query, so nothing still uses them.
-COMPACT_AT_SMALL_FRAGMENTS = 32
-CHECK_EVERY_COMMITS = 16
+# disk use and search time grow with every write (FACTS.md). LanceDB's own
+# optimize() compacts toward 1M-row fragments, so below that it rewrites the
+# whole table every time. Compaction here is tiered instead: single-row
+# fragments merge into fragments of SMALL_FRAGMENT rows, and those into
+# LARGE_FRAGMENT rows; each pass rewrites only fragments under its target.
+# Versions older than a few seconds are dropped: readers move to the newest
+# version before each query, so nothing still uses them.
+SMALL_FRAGMENT = 2_048
+LARGE_FRAGMENT = 65_536
+SLACK_FRAGMENTS = 32
+CHECK_EVERY_COMMITS = 8
 KEEP_VERSIONS_FOR = timedelta(seconds=10)
 
 _TS = pa.timestamp("us", tz="UTC")
@@ -319,25 +325,37 @@ class Store:
         with_retries(lambda: table.delete(where), what=f"deleting from {name}")
         self._committed()
 
-    def optimize(self, *, cleanup_older_than: timedelta | None = KEEP_VERSIONS_FOR) -> None:
-        """Compact fragments, fold new rows into indexes, and drop old versions.
+    def optimize(self, *, keep_versions_for: timedelta = KEEP_VERSIONS_FOR) -> None:
+        """Compact fully, fold new rows into indexes, and drop old versions."""
+        self._maintain(force=True, keep_versions_for=keep_versions_for)
+
+    def _maintain(self, *, force: bool, keep_versions_for: timedelta = KEEP_VERSIONS_FOR) -> bool:
+        """Tiered compaction where fragments piled up; returns whether anything ran.
 
         Safe while other processes write: conflicting commits are retried.
         """
+        ran = False
         for name in (MEMORIES, HISTORY):
             table = self.table(name)
-            with_retries(
-                lambda t=table: t.optimize(cleanup_older_than=cleanup_older_than),
-                what=f"optimizing {name}",
-            )
-
-    def needs_compaction(self) -> bool:
-        """Whether enough small fragments piled up to be worth compacting."""
-        for name in (MEMORIES, HISTORY):
-            stats = with_retries(lambda n=name: self.table(n).stats(), what="reading stats")
-            if stats["fragment_stats"]["num_small_fragments"] >= COMPACT_AT_SMALL_FRAGMENTS:
-                return True
-        return False
+            stats = with_retries(table.stats, what=f"reading {name} stats")
+            rows = stats["num_rows"]
+            count = stats["fragment_stats"]["num_fragments"]
+            targets = [SMALL_FRAGMENT, LARGE_FRAGMENT] if force else [
+                target for target in (SMALL_FRAGMENT, LARGE_FRAGMENT)
+                if count > rows // target + SLACK_FRAGMENTS]
+            if not targets:
+                continue
+            # Each attempt opens the newest version: a retry on the version that
+            # conflicted would conflict again.
+            for target in targets:
+                with_retries(lambda t=target, tb=table: tb.to_lance().optimize.compact_files(
+                    target_rows_per_fragment=t), what=f"compacting {name}")
+            with_retries(lambda tb=table: tb.to_lance().optimize.optimize_indices(),
+                         what=f"indexing {name}")
+            with_retries(lambda tb=table: tb.to_lance().cleanup_old_versions(
+                older_than=keep_versions_for), what=f"cleaning up {name}")
+            ran = True
+        return ran
 
     def _committed(self) -> None:
         self._commits += 1
@@ -354,12 +372,11 @@ class Store:
             return
 
         def run() -> None:
+            started = time.perf_counter()
             try:
-                if self.needs_compaction():
-                    started = time.perf_counter()
-                    self.optimize()
-                    log.info("compacted %s in %.2f s", self.uri, time.perf_counter() - started)
-            except LanceMemError as exc:  # opportunistic: the next check tries again
+                if self._maintain(force=False):
+                    log.debug("compacted %s in %.2f s", self.uri, time.perf_counter() - started)
+            except Exception as exc:  # opportunistic: the next check tries again
                 log.info("compaction skipped: %s", exc)
             finally:
                 self._compacting.release()

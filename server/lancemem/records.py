@@ -1,0 +1,118 @@
+"""Memory rows and the shapes callers see: pure functions, no storage.
+
+A stored row becomes a mem0-shaped item (``to_item``); a checked add call is a
+``Plan``; ``new_row`` turns one planned message into the row that is written.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from .errors import ValidationError
+from .filters import metadata_columns, sql_string
+from .messages import Message
+from .scoping import SCOPE_KEYS
+
+ITEM_FIELDS = ("user_id", "agent_id", "run_id", "actor_id", "role")
+RECORD_KEYS = frozenset({"text", "messages", "user_id", "agent_id", "run_id", "actor_id",
+                         "metadata"})
+
+
+@dataclass(frozen=True)
+class Plan:
+    """One checked add call, ready to be written."""
+
+    messages: list[Message]
+    scope: dict[str, Any]
+    custom: dict[str, Any]
+    actor: str | None
+
+
+def text_hash(text: str) -> str:
+    """The md5 hex digest of a memory's text, as mem0 computes it."""
+    return hashlib.md5(text.encode("utf-8")).hexdigest()
+
+
+def new_row(message: Message, plan: Plan, digest: str, now: datetime) -> dict[str, Any]:
+    """The memories row for one planned message (its vector is added later)."""
+    return {
+        "id": str(uuid.uuid4()),
+        "memory": message.content,
+        "hash": digest,
+        **plan.scope,
+        "actor_id": message.name or plan.actor,
+        "role": message.role,
+        "metadata": json.dumps(plan.custom, ensure_ascii=False),
+        **metadata_columns(plan.custom),
+        "created_at": now,
+        "updated_at": now,
+    }
+
+
+def to_item(row: Mapping[str, Any], *, score: float | None = None) -> dict[str, Any]:
+    """A stored row in mem0's shape: scope fields on top, custom keys under metadata."""
+    raw = row.get("metadata")
+    item: dict[str, Any] = {
+        "id": row["id"],
+        "memory": row["memory"],
+        "hash": row["hash"],
+        "metadata": json.loads(raw) if raw else {},
+        "created_at": row["created_at"].isoformat(),
+        "updated_at": row["updated_at"].isoformat(),
+    }
+    for key in ITEM_FIELDS:
+        if row.get(key) is not None:
+            item[key] = row[key]
+    if score is not None:
+        item["score"] = score
+    return item
+
+
+def exact_scope(scope: Mapping[str, str | None]) -> str:
+    """Rows in exactly this scope (absent ids must be NULL), for deduplication."""
+    parts = [
+        f"{key} = {sql_string(scope[key])}" if scope.get(key) else f"{key} IS NULL"
+        for key in SCOPE_KEYS
+    ]
+    return " AND ".join(parts)
+
+
+def scope_key(plan: Plan) -> tuple[Any, ...]:
+    """A hashable key of a plan's scope."""
+    return tuple(plan.scope[key] for key in SCOPE_KEYS)
+
+
+def chunks(plans: list[Plan], size: int) -> Iterator[list[Plan]]:
+    """Consecutive plans holding about ``size`` messages each."""
+    chunk: list[Plan] = []
+    count = 0
+    for plan in plans:
+        chunk.append(plan)
+        count += len(plan.messages)
+        if count >= size:
+            yield chunk
+            chunk, count = [], 0
+    if chunk:
+        yield chunk
+
+
+def split_record(record: Any, index: int) -> tuple[Any, dict[str, Any]]:
+    """An import record's messages (``text`` or ``messages``) and its other fields."""
+    where = f"record {index + 1}"
+    if not isinstance(record, Mapping):
+        raise ValidationError(f"{where}: expected an object, got {type(record).__name__}.")
+    unknown = set(record) - RECORD_KEYS
+    if unknown:
+        raise ValidationError(f"{where}: unknown keys {sorted(unknown)}; use "
+                              f"{', '.join(sorted(RECORD_KEYS))}.")
+    fields = dict(record)
+    if ("text" in fields) == ("messages" in fields):
+        raise ValidationError(f"{where}: give exactly one of 'text' or 'messages'.")
+    messages = fields.pop("text") if "text" in fields else fields.pop("messages")
+    return messages, fields
