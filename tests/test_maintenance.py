@@ -91,3 +91,15 @@ def test_optimize_command(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     sizes = json.loads(result.stdout)
     assert sizes["bytes_after"] > 0 and set(sizes) == {"bytes_before", "bytes_after"}
+
+
+def test_compaction_tiers_rewrite_only_what_is_small() -> None:
+    from lancemem.store import LARGE_FRAGMENT, SMALL_FRAGMENT, compaction_targets
+
+    big, small = LARGE_FRAGMENT, SMALL_FRAGMENT
+    assert compaction_targets([big, big, small, 5]) == []
+    assert compaction_targets([big] + [1] * 33) == [small]
+    assert compaction_targets([big] * 3 + [small] * 17) == [big]
+    assert compaction_targets([small] * 17 + [1] * 40) == [small, big]
+    # Below LARGE_FRAGMENT rows in all, the large pass waits for 17 full small fragments.
+    assert compaction_targets([small] * 16 + [100]) == []

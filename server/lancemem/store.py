@@ -37,11 +37,12 @@ MAX_ATTEMPTS = 8
 # LARGE_FRAGMENT rows; each pass rewrites only fragments under its target.
 # Versions older than a few seconds are dropped: readers move to the newest
 # version before each query, so nothing still uses them.
-SMALL_FRAGMENT = 2_048
+SMALL_FRAGMENT = 1_024
 LARGE_FRAGMENT = 65_536
-SLACK_FRAGMENTS = 32
+SLACK_FRAGMENTS = 32  # fragments under SMALL_FRAGMENT rows before they are merged
+SLACK_SMALL = 16  # fragments between the two sizes before they are merged
 CHECK_EVERY_COMMITS = 8
-KEEP_VERSIONS_FOR = timedelta(seconds=10)
+KEEP_VERSIONS_FOR = timedelta(seconds=5)
 
 _TS = pa.timestamp("us", tz="UTC")
 _JSON = pa.json_(pa.utf8())
@@ -96,6 +97,18 @@ HISTORY_SCHEMA = pa.schema(
 META_SCHEMA = pa.schema(
     [pa.field("key", pa.utf8(), nullable=False), pa.field("value", pa.utf8())]
 )
+
+
+def compaction_targets(fragment_rows: list[int]) -> list[int]:
+    """The compaction passes (target fragment sizes) that fragments of these sizes need."""
+    tiny = sum(rows < SMALL_FRAGMENT for rows in fragment_rows)
+    small = sum(SMALL_FRAGMENT <= rows < LARGE_FRAGMENT for rows in fragment_rows)
+    targets = []
+    if tiny > SLACK_FRAGMENTS:
+        targets.append(SMALL_FRAGMENT)
+    if small > SLACK_SMALL:
+        targets.append(LARGE_FRAGMENT)
+    return targets
 
 
 def _is_retryable(exc: Exception) -> bool:
@@ -337,12 +350,10 @@ class Store:
         ran = False
         for name in (MEMORIES, HISTORY):
             table = self.table(name)
-            stats = with_retries(table.stats, what=f"reading {name} stats")
-            rows = stats["num_rows"]
-            count = stats["fragment_stats"]["num_fragments"]
-            targets = [SMALL_FRAGMENT, LARGE_FRAGMENT] if force else [
-                target for target in (SMALL_FRAGMENT, LARGE_FRAGMENT)
-                if count > rows // target + SLACK_FRAGMENTS]
+            targets = [SMALL_FRAGMENT, LARGE_FRAGMENT] if force else compaction_targets(
+                with_retries(lambda tb=table: [
+                    f.physical_rows for f in tb.to_lance().get_fragments()],
+                    what=f"reading {name} fragments"))
             if not targets:
                 continue
             # Each attempt opens the newest version: a retry on the version that
