@@ -114,3 +114,40 @@ def test_compaction_racing_deletes_in_other_processes(tmp_path: Path) -> None:
     assert remaining.isdisjoint(ids[:80]) and set(ids[80:]) <= remaining
     assert len(remaining) == 220 + 60 + 3 * rounds
     check_store(memory.store)
+
+
+def test_concurrent_updates_of_one_memory_keep_an_unbroken_history(tmp_path: Path) -> None:
+    """Updates are compare-and-swap: each applies to the text the previous one left."""
+    import subprocess
+
+    from tests.embedders import HashEmbedder
+
+    db = tmp_path / "db"
+    memory = Memory(store=Store(str(db), auto_compact=False), embedder=HashEmbedder())
+    memory_id = memory.add("version zero", user_id="u")["results"][0]["id"]
+    script = (
+        "import sys\n"
+        "from lancemem.memory import Memory\nfrom lancemem.store import Store\n"
+        "from tests.embedders import HashEmbedder\n"
+        "m = Memory(store=Store(sys.argv[1]), embedder=HashEmbedder())\n"
+        "m.ensure_open()\nprint('READY', flush=True)\nsys.stdin.readline()\n"
+        "for i in range(20):\n"
+        "    m.update(sys.argv[2], text=f'{sys.argv[3]} version {i}', user_id='u')\n"
+    )
+    writers = [subprocess.Popen([sys.executable, "-c", script, str(db), memory_id, name],
+                                cwd=Path(__file__).parent.parent, stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, text=True) for name in ("a", "b")]
+    for writer in writers:
+        assert writer.stdout is not None and writer.stdout.readline().strip() == "READY"
+    for writer in writers:  # start both at once
+        assert writer.stdin is not None
+        writer.stdin.write("go\n")
+        writer.stdin.flush()
+    assert [writer.wait(timeout=120) for writer in writers] == [0, 0]
+    events = memory.history(memory_id, user_id="u")["results"]
+    updates = events[1:]
+    assert len(updates) == 40 and {e["event"] for e in updates} == {"UPDATE"}
+    for previous, current in zip(events, updates, strict=False):
+        assert current["old_memory"] == previous["new_memory"], (previous, current)
+    assert memory.get(memory_id, user_id="u")["memory"] == events[-1]["new_memory"]
+    check_store(memory.store)

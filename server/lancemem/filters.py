@@ -289,6 +289,12 @@ def _number(value: int | float) -> str:
     return repr(float(value))
 
 
+def sql_timestamp(moment: datetime) -> str:
+    """A SQL timestamp literal for an aware datetime, to the microsecond, in UTC."""
+    stamp = moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return f"TIMESTAMP {sql_string(stamp)}"
+
+
 def _timestamp(value: Any, path: str) -> str:
     if not isinstance(value, str):
         raise FilterError(f"{path}: dates are ISO-8601 strings such as '2026-05-01T12:00:00Z'.")
@@ -300,5 +306,4 @@ def _timestamp(value: Any, path: str) -> str:
         ) from None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
-    stamp = parsed.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-    return f"TIMESTAMP {sql_string(stamp)}"
+    return sql_timestamp(parsed)

@@ -10,15 +10,15 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Callable, Iterable, Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from . import consistency
 from . import history as hist
 from .config import Settings
 from .embeddings import Embedder, FastEmbedder
-from .errors import NotFoundError, ValidationError
-from .filters import compile_where, metadata_columns, sql_string
+from .errors import ConflictError, NotFoundError, ValidationError
+from .filters import compile_where, metadata_columns, sql_string, sql_timestamp
 from .messages import (
     check_limit,
     check_metadata,
@@ -40,6 +40,7 @@ from .scoping import SCOPE_KEYS, build_filters_and_metadata, validate_id
 from .store import HIDDEN_COLUMNS, MEMORIES, Store, memories_schema
 
 _ID_CHUNK = 500
+_UPDATE_ATTEMPTS = 8
 
 
 class Memory:
@@ -271,23 +272,27 @@ class Memory:
         new_text = check_text(text) if text is not None else None
         custom = check_metadata(metadata) if metadata is not None else None
         ids = {"user_id": user_id, "agent_id": agent_id, "run_id": run_id}
-        row = self._find(memory_id, ids, full=True)
-        old_text = row["memory"]
-        now = datetime.now(UTC)
-        if new_text is not None and new_text != old_text:
-            row["memory"] = new_text
-            row["hash"] = text_hash(new_text)
-            row["vector"] = self.embedder.embed_documents([new_text])[0]
-        if custom is not None:
-            row["metadata"] = json.dumps(custom, ensure_ascii=False)
-            row.update(metadata_columns(custom))
-        row["updated_at"] = now
-        self.store.upsert(MEMORIES, [row], self._schema)
-        self.history_log.record(
-            [hist.history_row(memory=row, event=hist.UPDATE, old_memory=old_text,
-                              new_memory=row["memory"], now=now)]
-        )
-        return to_item(row)
+        vector = self.embedder.embed_documents([new_text])[0] if new_text is not None else None
+        for _ in range(_UPDATE_ATTEMPTS):
+            row = self._find(memory_id, ids, full=True)
+            old_text, read_at = row["memory"], row["updated_at"]
+            if new_text is not None and new_text != old_text:
+                row.update(memory=new_text, hash=text_hash(new_text), vector=vector)
+            if custom is not None:
+                row["metadata"] = json.dumps(custom, ensure_ascii=False)
+                row.update(metadata_columns(custom))
+            # Strictly later than the version read, whatever the clocks of other
+            # processes say, so history sorts in the order the updates landed.
+            row["updated_at"] = max(datetime.now(UTC), read_at + timedelta(microseconds=1))
+            # Compare-and-swap: replace the row only if nobody changed it since.
+            unchanged = f"target.updated_at = {sql_timestamp(read_at)}"
+            if self.store.upsert(MEMORIES, [row], self._schema, only_if=unchanged):
+                self.history_log.record(
+                    [hist.history_row(memory=row, event=hist.UPDATE, old_memory=old_text,
+                                      new_memory=row["memory"], now=row["updated_at"])])
+                return to_item(row)
+        raise ConflictError(f"memory {memory_id!r} kept changing while it was being updated; "
+                            "try again.")
 
     def delete(self, memory_id: str, *, user_id: str | None = None,
                agent_id: str | None = None, run_id: str | None = None) -> dict[str, Any]:

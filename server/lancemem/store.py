@@ -278,21 +278,22 @@ class Store:
         self._committed()
 
     def upsert(self, name: str, rows: Sequence[dict[str, Any]], schema: pa.Schema,
-               *, insert_missing: bool = False) -> None:
-        """Replace rows matched by id; rows whose id is gone are dropped unless asked."""
+               *, only_if: str | None = None) -> int:
+        """Replace rows matched by id, where ``only_if`` holds for the stored row
+        (``target.column``); returns how many were replaced. Rows whose id is
+        gone are not inserted again.
+        """
         if not rows:
-            return
+            return 0
         data = pa.Table.from_pylist(list(rows), schema=schema)
         table = self.table(name)
 
         def run() -> Any:
-            builder = table.merge_insert("id").when_matched_update_all()
-            if insert_missing:
-                builder = builder.when_not_matched_insert_all()
-            return builder.execute(data)
+            return table.merge_insert("id").when_matched_update_all(where=only_if).execute(data)
 
-        with_retries(run, what=f"updating {name}")
+        result = with_retries(run, what=f"updating {name}")
         self._committed()
+        return int(result.num_updated_rows)
 
     def select(self, name: str, where: str | None, *, columns: Iterable[str] | None = None,
                limit: int | None = None) -> list[dict[str, Any]]:
