@@ -259,15 +259,17 @@ class Store:
 
     def set_meta_defaults(self, values: dict[str, str]) -> None:
         """Write meta records only where no value exists yet (safe under races)."""
+        missing = {k: v for k, v in values.items() if k not in self.meta()}
+        if not missing:  # the usual case: no commit, no new version
+            return
         data = pa.Table.from_pylist(
-            [{"key": k, "value": v} for k, v in values.items()], schema=META_SCHEMA
+            [{"key": k, "value": v} for k, v in missing.items()], schema=META_SCHEMA
         )
         table = self.table(META)
         with_retries(
             lambda: table.merge_insert("key").when_not_matched_insert_all().execute(data),
             what="writing store metadata",
         )
-
     def insert(self, name: str, rows: Sequence[dict[str, Any]], schema: pa.Schema) -> None:
         """Append rows to a table in one commit."""
         if not rows:
