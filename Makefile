@@ -9,18 +9,19 @@ INSPECTOR := tests/inspector/node_modules/.bin/mcp-inspector
 
 .PHONY: serve test lint clean
 
+# Install output goes to stderr: on stdio, stdout belongs to the MCP protocol.
 $(VENV)/.installed: pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e .
-	touch $@
+	@$(PYTHON) -m venv $(VENV) >&2
+	@$(BIN)/python -m pip install --quiet --upgrade pip >&2
+	@$(BIN)/python -m pip install --quiet -e . >&2
+	@touch $@
 
 $(VENV)/.installed-test: $(VENV)/.installed
 	$(BIN)/python -m pip install --quiet -e ".[test]"
 	touch $@
 
 serve: $(VENV)/.installed
-	$(BIN)/lancemem serve $(ARGS)
+	@$(BIN)/lancemem serve $(ARGS)
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check server tests benchmarks

@@ -51,3 +51,23 @@ async def test_stdio_entry_starts_a_working_server(tmp_path: Path, client: str) 
             result = await session.call_tool("add_memory", {"text": "configured right"})
             assert not result.is_error, result.content[0].text
             assert result.structured_content["results"][0]["user_id"] == "your-name"
+
+
+def test_make_serve_speaks_only_the_protocol_on_stdout(tmp_path: Path) -> None:
+    """The README's serve command: stdout must carry nothing but JSON-RPC."""
+    import shutil
+    import subprocess
+
+    root = EXAMPLE.parent
+    if not (root / ".venv" / ".installed").exists() or not shutil.which("make"):
+        pytest.skip("runs where `make test` has built .venv (as in CI)")
+    request = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-11-25", "capabilities": {},
+        "clientInfo": {"name": "probe", "version": "0"}}})
+    result = subprocess.run(["make", "serve"], cwd=root, input=request + "\n",
+                            capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "LANCEMEM_DB": str(tmp_path / "db")})
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines and all(json.loads(line)["jsonrpc"] == "2.0" for line in lines), result.stdout
+    assert json.loads(lines[0])["result"]["serverInfo"]["name"] == "lancemem"
