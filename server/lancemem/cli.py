@@ -18,6 +18,16 @@ from .errors import LanceMemError, ValidationError
 from .memory import Memory
 
 
+def _json_object(text: str) -> Any:
+    """An argparse type: a JSON value, with a message that shows what was wrong."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise argparse.ArgumentTypeError(
+            f"not valid JSON ({exc.msg}): {text!r}; quote it for the shell, e.g. "
+            '\'{"topic": "food"}\'') from None
+
+
 def _common() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--db", help="store path or LanceDB URI (env LANCEMEM_DB)")
@@ -49,17 +59,18 @@ def build_parser() -> argparse.ArgumentParser:
     add = sub.add_parser("add", parents=[common], help="remember a text")
     add.add_argument("text")
     add.add_argument("--actor-id")
-    add.add_argument("--metadata", type=json.loads, help='JSON object, e.g. \'{"topic": "food"}\'')
+    add.add_argument("--metadata", type=_json_object,
+                     help='JSON object, e.g. \'{"topic": "food"}\'')
     search = sub.add_parser("search", parents=[common], help="search memories")
     search.add_argument("query")
     search.add_argument("--limit", type=int, default=10)
     search.add_argument("--threshold", type=float)
     search.add_argument("--actor-id")
-    search.add_argument("--filters", type=json.loads, help="JSON filter object")
+    search.add_argument("--filters", type=_json_object, help="JSON filter object")
     listing = sub.add_parser("list", parents=[common], help="list memories, newest first")
     listing.add_argument("--limit", type=int, default=100)
     listing.add_argument("--actor-id")
-    listing.add_argument("--filters", type=json.loads, help="JSON filter object")
+    listing.add_argument("--filters", type=_json_object, help="JSON filter object")
     for name, text in (("get", "show one memory"), ("delete", "delete one memory"),
                        ("history", "show a memory's history")):
         sub.add_parser(name, parents=[common], help=text).add_argument("memory_id")
