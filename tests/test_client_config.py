@@ -64,9 +64,11 @@ def test_make_serve_speaks_only_the_protocol_on_stdout(tmp_path: Path) -> None:
     request = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
         "protocolVersion": "2025-11-25", "capabilities": {},
         "clientInfo": {"name": "probe", "version": "0"}}})
+    # As a person types it: not inside `make test` (which sets MAKELEVEL/MAKEFLAGS).
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKELEVEL", "MAKEFLAGS", "MFLAGS")}
     result = subprocess.run(["make", "serve"], cwd=root, input=request + "\n",
                             capture_output=True, text=True, timeout=300,
-                            env={**os.environ, "LANCEMEM_DB": str(tmp_path / "db")})
+                            env={**env, "LANCEMEM_DB": str(tmp_path / "db")})
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert lines and all(json.loads(line)["jsonrpc"] == "2.0" for line in lines), result.stdout

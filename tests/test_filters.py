@@ -183,6 +183,17 @@ def test_a_filter_cannot_name_another_scope(table: Fixture) -> None:
     assert [i["memory"] for i in mallory_only] == ["Mallory loves pizza too"]
 
 
+@pytest.mark.parametrize("text", ["a\\' OR 1=1) --", "line1\nline2", 'say "hi"', "tab\there"])
+def test_list_membership_of_strings_json_must_escape(db_path: Path, real_embedder: Any,
+                                                     text: str) -> None:
+    memory = Memory(store=Store(str(db_path)), embedder=real_embedder)
+    memory.add("as a list element", user_id="u", metadata={"k": [text, 5]})
+    memory.add("as the whole string", user_id="u", metadata={"k": text})
+    memory.add("something else", user_id="u", metadata={"k": ["other"]})
+    found = memory.get_all(user_id="u", filters={"k": {"contains": text}})["results"]
+    assert {i["memory"] for i in found} == {"as a list element", "as the whole string"}
+
+
 def test_json_null_counts_as_absent(db_path: Path, real_embedder: Any) -> None:
     memory = Memory(store=Store(str(db_path)), embedder=real_embedder)
     for text, metadata in (("null", {"k": None}), ("one", {"k": 1}), ("none", {})):

@@ -63,12 +63,17 @@ def like_pattern(value: str) -> str:
 
 
 def tag(value: Scalar) -> str:
-    """Type-tagged text of a scalar, for strict list membership."""
+    """Type-tagged text of a scalar, for strict list membership.
+
+    Strings are tagged by their UTF-8 hex: json_array_contains compares an
+    element's JSON-escaped text, so a backslash, quote or newline in the text
+    itself would never match.
+    """
     if isinstance(value, bool):
         return "b:" + ("true" if value else "false")
     if isinstance(value, int | float):
         return "n:" + repr(float(value))
-    return "s:" + value
+    return "s:" + value.encode("utf-8").hex()
 
 
 def metadata_columns(metadata: Mapping[str, Any]) -> dict[str, str]:
