@@ -27,8 +27,7 @@ def reindex(store: Store, embedder: Embedder, *, batch_size: int = 256,
     store.open(model_name=model, dim=dim, check_model=False)
     meta = store.meta()
     if meta.get("reindex_target") != model or meta.get("reindex_phase") != "embed":
-        store.set_meta({"reindex_target": model, "reindex_dim": str(dim),
-                        "reindex_phase": "prepare"})
+        store.set_meta({"reindex_target": model, "reindex_phase": "prepare"})
         store.replace_vector_column(dim)
         store.set_meta({"reindex_phase": "embed"})
     remaining = store.count(MEMORIES, "vector IS NULL")
@@ -46,6 +45,6 @@ def reindex(store: Store, embedder: Embedder, *, batch_size: int = 256,
         if progress:
             progress(done, remaining)
     store.set_meta({"embedding_model": model, "embedding_dim": str(dim),
-                    "reindex_target": None, "reindex_dim": None, "reindex_phase": None})
+                    "reindex_target": None, "reindex_phase": None})
     store.optimize()
     return done
