@@ -53,6 +53,8 @@ class Memory:
         self.history_log = hist.History(store)
         self._defaults = {key: validate_id(key, value) for key, value in (defaults or {}).items()}
         self._schema = memories_schema(embedder.dim)
+        # What callers may see of a row: everything but vectors and typed views.
+        self._item_columns = [n for n in self._schema.names if n not in HIDDEN_COLUMNS]
         self._opened = False
         self._open_lock = threading.Lock()
 
@@ -211,8 +213,8 @@ class Memory:
         where = compile_where(query_filters)
         self.ensure_open()
         vector = self.embedder.embed_query(text)
-        columns = [name for name in self._schema.names if name not in HIDDEN_COLUMNS]
-        rows = self.store.vector_search(vector, where, limit=limit, columns=columns)
+        rows = self.store.vector_search(vector, where, limit=limit,
+                                        columns=self._item_columns)
         items = [to_item(row, score=1.0 - float(row["_distance"])) for row in rows]
         if minimum is not None:
             items = [item for item in items if item["score"] >= minimum]
@@ -233,8 +235,7 @@ class Memory:
 
     def _select(self, where: str) -> list[dict[str, Any]]:
         self.ensure_open()
-        columns = [name for name in self._schema.names if name not in HIDDEN_COLUMNS]
-        return self.store.select(MEMORIES, where, columns=columns)
+        return self.store.select(MEMORIES, where, columns=self._item_columns)
 
     def _find(self, memory_id: Any, ids: Mapping[str, Any], *,
               full: bool = False) -> dict[str, Any]:
@@ -245,7 +246,7 @@ class Memory:
         _, query_filters = self._scope(ids)
         where = f"id = {sql_string(memory_id.strip())} AND {compile_where(query_filters)}"
         self.ensure_open()
-        columns = None if full else [n for n in self._schema.names if n not in HIDDEN_COLUMNS]
+        columns = None if full else self._item_columns
         rows = self.store.select(MEMORIES, where, columns=columns, limit=1)
         if not rows:
             raise NotFoundError(
