@@ -83,7 +83,9 @@ def _warm_up(memory: Memory) -> None:
         except Exception as exc:  # reported again, with its code, on the first tool call
             log.warning("warm-up failed: %s", exc)
 
-    threading.Thread(target=run, name="lancemem-warm-up", daemon=True).start()
+    # Not a daemon: if the client leaves during warm-up, the interpreter must wait
+    # for it rather than finalize under native code (Python aborts otherwise).
+    threading.Thread(target=run, name="lancemem-warm-up").start()
 
 
 def serve(settings: Settings) -> None:
