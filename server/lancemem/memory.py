@@ -37,7 +37,7 @@ from .records import (
     to_item,
 )
 from .scoping import SCOPE_KEYS, build_filters_and_metadata, validate_id
-from .store import HIDDEN_COLUMNS, MEMORIES, Store, memories_schema
+from .store import HIDDEN_COLUMNS, MEMORIES, Store, backoff, memories_schema
 
 _ID_CHUNK = 500
 _UPDATE_ATTEMPTS = 8
@@ -274,7 +274,9 @@ class Memory:
         custom = check_metadata(metadata) if metadata is not None else None
         ids = {"user_id": user_id, "agent_id": agent_id, "run_id": run_id}
         vector = self.embedder.embed_documents([new_text])[0] if new_text is not None else None
-        for _ in range(_UPDATE_ATTEMPTS):
+        for attempt in range(_UPDATE_ATTEMPTS):
+            if attempt:
+                backoff(attempt - 1)  # another writer won the swap: let it finish
             row = self._find(memory_id, ids, full=True)
             old_text, read_at = row["memory"], row["updated_at"]
             if new_text is not None and new_text != old_text:

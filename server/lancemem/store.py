@@ -116,6 +116,11 @@ def _is_retryable(exc: Exception) -> bool:
     return "retryable" in text or "conflict" in text or "please retry" in text
 
 
+def backoff(attempt: int) -> None:
+    """Sleep before retry ``attempt`` (0-based): exponential, capped, with jitter."""
+    time.sleep(min(2.0, 0.02 * 2**attempt) * (0.5 + random.random()))
+
+
 def with_retries(action: Callable[[], T], *, what: str) -> T:
     """Run a LanceDB call, retrying commit conflicts with backoff and jitter.
 
@@ -135,7 +140,7 @@ def with_retries(action: Callable[[], T], *, what: str) -> T:
                     f"{what} kept conflicting with other writers after {MAX_ATTEMPTS} tries; "
                     "try again in a moment."
                 ) from exc
-            time.sleep(min(2.0, 0.02 * 2**attempt) * (0.5 + random.random()))
+            backoff(attempt)
     raise AssertionError("unreachable")
 
 
