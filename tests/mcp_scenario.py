@@ -54,6 +54,12 @@ async def exercise_all_tools(client: Any) -> None:
     pets = await call(client, "search_memories", query="food", user_id=user,
                       filters={"topic": "pets"})
     assert [r["id"] for r in pets["results"]] == [dog["id"]]
+    by_word = await call(client, "search_memories", query="olives", user_id=user,
+                         mode="keyword")
+    assert [r["id"] for r in by_word["results"]] == [pizza["id"]]
+    by_actor_name = await call(client, "search_memories", query="sam", user_id=user,
+                               mode="keyword")
+    assert [r["id"] for r in by_actor_name["results"]] == [dog["id"]]
     listed = await call(client, "list_memories", user_id=user)
     assert [r["id"] for r in listed["results"]] == [dog["id"], pizza["id"]]
     by_actor = await call(client, "list_memories", user_id=user, actor_id="sam", limit=5)
@@ -88,6 +94,8 @@ async def exercise_all_tools(client: Any) -> None:
     await fails(client, "search_memories", "VALIDATION_005", query="x", user_id=user, limit=0)
     await fails(client, "search_memories", "VALIDATION_005", query="x", user_id=user,
                 limit="many")
+    await fails(client, "search_memories", "VALIDATION_005", query="x", user_id=user,
+                mode="bm25")
     await fails(client, "search_memories", "FILTER_001", query="x", user_id=user,
                 filters={"topic": {"regex": ".*"}})
     await fails(client, "delete_all_memories", "VALIDATION_001")

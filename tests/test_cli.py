@@ -26,6 +26,11 @@ def test_cli_round_trip(tmp_path: Path) -> None:
     human = run(tmp_path, "search", "favourite food", "--user-id", "alice", "--limit", "1")
     assert human.returncode == 0 and "I love pizza with olives" in human.stdout
     assert "Toyota" not in human.stdout
+    by_word = json.loads(run(tmp_path, "search", "Toyota", "--user-id", "alice", "--mode",
+                             "keyword", "--json").stdout)
+    assert [i["memory"] for i in by_word["results"]] == ["My car is a red Toyota"]
+    bad_mode = run(tmp_path, "search", "Toyota", "--user-id", "alice", "--mode", "bm25")
+    assert bad_mode.returncode == 2 and "invalid choice: 'bm25'" in bad_mode.stderr
     listed = json.loads(run(tmp_path, "list", "--user-id", "alice", "--json").stdout)
     assert [i["memory"] for i in listed["results"]] == [
         "My car is a red Toyota", "I love pizza with olives"]

@@ -22,7 +22,7 @@ from tests.mcp_scenario import TOOLS
 CODED = re.compile(r"^(VALIDATION|FILTER|NOT_FOUND|EMBEDDING|STORAGE)_\d{3}: \S")
 ADVERSARY = "adversary-7f3a"
 ARGUMENTS = ["text", "messages", "query", "memory_id", "user_id", "agent_id", "run_id",
-             "actor_id", "metadata", "filters", "limit", "threshold"]
+             "actor_id", "metadata", "filters", "limit", "threshold", "mode"]
 
 
 @pytest.fixture(scope="module")

@@ -16,6 +16,7 @@ from typing import Any
 from .config import SCOPE_FIELDS, TRANSPORTS, Settings, load_settings
 from .errors import LanceMemError, ValidationError
 from .memory import Memory
+from .retrieval import MODES
 
 
 def _json_object(text: str) -> Any:
@@ -50,6 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--transport", choices=TRANSPORTS)
     serve.add_argument("--host", help="address for HTTP transports (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port for HTTP transports (default 8765)")
+    serve.add_argument("--search-mode", choices=MODES,
+                       help="default ranking for search (env LANCEMEM_SEARCH_MODE)")
     serve.add_argument("--allow-remote", action="store_true", default=None,
                        help="allow binding a non-loopback address")
     for name in SCOPE_FIELDS:
@@ -65,6 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("query")
     search.add_argument("--limit", type=int, default=10)
     search.add_argument("--threshold", type=float)
+    search.add_argument("--mode", choices=MODES,
+                        help="ranking: hybrid, vector or keyword (env LANCEMEM_SEARCH_MODE)")
     search.add_argument("--actor-id")
     search.add_argument("--filters", type=_json_object, help="JSON filter object")
     listing = sub.add_parser("list", parents=[common], help="list memories, newest first")
@@ -88,7 +93,7 @@ def _settings(args: argparse.Namespace) -> Settings:
     overrides: dict[str, Any] = {
         key: getattr(args, key, None)
         for key in ("db", "embedding_model", "transport", "host", "port", "allow_remote",
-                    *SCOPE_FIELDS)
+                    "search_mode", *SCOPE_FIELDS)
     }
     pinned = set()
     for name in SCOPE_FIELDS:
@@ -130,7 +135,8 @@ def _run_command(args: argparse.Namespace, memory: Memory) -> tuple[Any, Callabl
                                 for r in result["results"]]
     if args.command == "search":
         result = memory.search(args.query, actor_id=args.actor_id, filters=args.filters,
-                               limit=args.limit, threshold=args.threshold, **ids)
+                               limit=args.limit, threshold=args.threshold, mode=args.mode,
+                               **ids)
         return result, lambda: _print_items(result["results"])
     if args.command == "list":
         result = memory.get_all(actor_id=args.actor_id, filters=args.filters,

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ValidationError
+from .retrieval import DEFAULT_MODE, check_mode
 
 ENV_PREFIX = "LANCEMEM_"
 DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
@@ -46,6 +47,7 @@ class Settings:
     port: int = 8765
     allow_remote: bool = False
     log_level: str = "INFO"
+    search_mode: str = DEFAULT_MODE
 
     def scope_defaults(self) -> dict[str, str]:
         """The configured default ids, by field name, leaving out unset ones."""
@@ -96,7 +98,8 @@ def _parse_port(raw: Any) -> int:
 def _from_environ(environ: Mapping[str, str]) -> dict[str, Any]:
     """Read ``LANCEMEM_*`` variables into Settings field values."""
     values: dict[str, Any] = {}
-    plain = ("db", "model_cache_dir", "embedding_model", "transport", "host", "log_level")
+    plain = ("db", "model_cache_dir", "embedding_model", "transport", "host", "log_level",
+             "search_mode")
     for name in (*plain, *SCOPE_FIELDS):
         raw = environ.get(ENV_PREFIX + name.upper())
         if raw:
@@ -143,4 +146,5 @@ def load_settings(
         raise ValidationError(
             f"unknown transport {values['transport']!r}; choose one of {', '.join(TRANSPORTS)}."
         )
+    values["search_mode"] = check_mode(values.get("search_mode", DEFAULT_MODE))
     return Settings(**values)

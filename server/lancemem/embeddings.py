@@ -121,7 +121,7 @@ class FastEmbedder:
     """A fastembed TextEmbedding that loads once, on first use, under a lock."""
 
     def __init__(self, model_name: str = DEFAULT_MODEL, *, cache_dir: str | Path,
-                 batch_size: int = 64) -> None:
+                 batch_size: int = 16) -> None:
         dim = known_dim(model_name)
         if dim is None:
             raise EmbeddingError(

@@ -14,7 +14,7 @@ import inspect
 import logging
 import re
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import anyio.to_thread
 from mcp.server.mcpserver import MCPServer
@@ -164,16 +164,21 @@ def build_server(settings: Settings, *, memory: Memory | None = None) -> MCPServ
         limit: Annotated[int, Field(ge=1, le=1000, description="At most this many.")] = 10,
         threshold: Annotated[float | None, Field(
             description="Drop results scoring below this similarity (-1 to 1, e.g. 0.3).")] = None,
+        mode: Annotated[Literal["hybrid", "vector", "keyword"] | None, Field(
+            description="How to rank: 'hybrid' (meaning and shared words, the usual "
+            "default), 'vector' (meaning only) or 'keyword' (shared words only, BM25). "
+            "Leave unset for the server's default.")] = None,
     ) -> MemoryList:
         """Find the memories most relevant to a query, best first, each with a score.
 
         Use before answering anything that may depend on what you learned earlier.
+        Put names and distinctive words in the query: they are matched as words too.
         Example filters: {"category": "food"} or
         {"AND": [{"priority": {"gte": 5}}, {"created_at": {"gt": "2026-01-01"}}]}.
         """
         return MemoryList.model_validate(await call(
             memory.search, query, user_id=user_id, agent_id=agent_id, run_id=run_id,
-            actor_id=actor_id, filters=filters, limit=limit, threshold=threshold))
+            actor_id=actor_id, filters=filters, limit=limit, threshold=threshold, mode=mode))
 
     async def list_memories(
         user_id: UserId = None, agent_id: AgentId = None, run_id: RunId = None,

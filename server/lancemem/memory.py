@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -29,6 +30,7 @@ from .messages import (
 from .records import (
     Plan,
     chunks,
+    document_text,
     exact_scope,
     new_row,
     scope_key,
@@ -36,10 +38,12 @@ from .records import (
     text_hash,
     to_item,
 )
+from .retrieval import CANDIDATES, DEFAULT_MODE, check_mode, cosine, fuse
 from .scoping import SCOPE_KEYS, build_filters_and_metadata, validate_id
 from .store import HIDDEN_COLUMNS, MEMORIES, Store, backoff, memories_schema
 
 _ID_CHUNK = 500
+_SEARCHES = ThreadPoolExecutor(max_workers=4, thread_name_prefix="lancemem-search")
 _UPDATE_ATTEMPTS = 8
 
 
@@ -47,9 +51,11 @@ class Memory:
     """Session-scoped long-term memories over a LanceDB store."""
 
     def __init__(self, *, store: Store, embedder: Embedder,
-                 defaults: Mapping[str, str] | None = None) -> None:
+                 defaults: Mapping[str, str] | None = None,
+                 search_mode: str = DEFAULT_MODE) -> None:
         self.store = store
         self.embedder = embedder
+        self.search_mode = check_mode(search_mode)
         self.history_log = hist.History(store)
         self._defaults = {key: validate_id(key, value) for key, value in (defaults or {}).items()}
         self._schema = memories_schema(embedder.dim)
@@ -63,7 +69,8 @@ class Memory:
         """Build a Memory from Settings; nothing is opened or loaded until first use."""
         model = embedder or FastEmbedder(settings.embedding_model,
                                          cache_dir=settings.model_cache_dir)
-        return cls(store=Store(settings.db), embedder=model, defaults=settings.scope_defaults())
+        return cls(store=Store(settings.db), embedder=model, defaults=settings.scope_defaults(),
+                   search_mode=settings.search_mode)
 
     def ensure_open(self) -> None:
         """Open the tables, check the model, repair history after a crash (once)."""
@@ -185,7 +192,7 @@ class Memory:
     def _write_new(self, rows: list[dict[str, Any]], now: datetime) -> None:
         if not rows:
             return
-        vectors = self.embedder.embed_documents([row["memory"] for row in rows])
+        vectors = self.embedder.embed_documents([row["search_text"] for row in rows])
         for row, vector in zip(rows, vectors, strict=True):
             row["vector"] = vector
         self.store.insert(MEMORIES, rows, self._schema)
@@ -197,25 +204,43 @@ class Memory:
     def search(self, query: str, *, user_id: str | None = None, agent_id: str | None = None,
                run_id: str | None = None, actor_id: str | None = None,
                filters: Mapping[str, Any] | None = None, limit: int = 10,
-               threshold: float | None = None) -> dict[str, Any]:
-        """Memories in scope most similar to ``query``, best first, each with a score.
+               threshold: float | None = None, mode: str | None = None) -> dict[str, Any]:
+        """Memories in scope that best match ``query``, best first, each with a score.
 
-        The score is cosine similarity (higher is closer); ``threshold`` drops
-        results scoring below it. The search is exact within the scope.
+        ``mode`` ranks by meaning (``vector``), by shared words (``keyword``,
+        BM25) or by both fused (``hybrid``); None uses the configured default.
+        In every mode the score is the cosine similarity to the query (higher
+        is closer) and ``threshold`` drops results scoring below it. The search
+        is exact within the scope.
         """
         text = check_text(query, field="query")
         limit = check_limit(limit)
         minimum = check_threshold(threshold)
+        chosen = self.search_mode if mode is None else check_mode(mode)
         _, query_filters = self._scope(
             {"user_id": user_id, "agent_id": agent_id, "run_id": run_id},
             actor_id=actor_id, filters=filters,
         )
         where = compile_where(query_filters)
         self.ensure_open()
+        depth = limit if chosen == "vector" else max(limit, CANDIDATES)
+        # The keyword query needs no vector: it runs while the query is embedded.
+        keyword = None if chosen == "vector" else _SEARCHES.submit(
+            self.store.keyword_search, text, where, limit=depth, columns=self._item_columns)
         vector = self.embedder.embed_query(text)
-        rows = self.store.vector_search(vector, where, limit=limit,
-                                        columns=self._item_columns)
-        items = [to_item(row, score=1.0 - float(row["_distance"])) for row in rows]
+        by_meaning = [] if chosen == "keyword" else self.store.vector_search(
+            vector, where, limit=depth, columns=self._item_columns)
+        by_words = [] if keyword is None else keyword.result()
+        scores = {row["id"]: 1.0 - float(row["_distance"]) for row in by_meaning}
+        rows = {row["id"]: row for row in [*by_words, *by_meaning]}
+        ranked = fuse([row["id"] for row in by_words], [row["id"] for row in by_meaning])
+        items = []
+        for memory_id in ranked[:limit]:
+            row = rows[memory_id]
+            score = scores.get(memory_id)
+            if score is None:
+                score = cosine(vector, row["vector"])
+            items.append(to_item(row, score=score))
         if minimum is not None:
             items = [item for item in items if item["score"] >= minimum]
         return {"results": items}
@@ -273,14 +298,18 @@ class Memory:
         new_text = check_text(text) if text is not None else None
         custom = check_metadata(metadata) if metadata is not None else None
         ids = {"user_id": user_id, "agent_id": agent_id, "run_id": run_id}
-        vector = self.embedder.embed_documents([new_text])[0] if new_text is not None else None
+        vector = None
         for attempt in range(_UPDATE_ATTEMPTS):
             if attempt:
                 backoff(attempt - 1)  # another writer won the swap: let it finish
             row = self._find(memory_id, ids, full=True)
             old_text, read_at = row["memory"], row["updated_at"]
             if new_text is not None and new_text != old_text:
-                row.update(memory=new_text, hash=text_hash(new_text), vector=vector)
+                document = document_text(new_text, row["actor_id"])
+                if vector is None:  # the actor never changes, so one embedding serves all tries
+                    vector = self.embedder.embed_documents([document])[0]
+                row.update(memory=new_text, search_text=document, hash=text_hash(new_text),
+                           vector=vector)
             if custom is not None:
                 row["metadata"] = json.dumps(custom, ensure_ascii=False)
                 row.update(metadata_columns(custom))

@@ -39,14 +39,27 @@ def text_hash(text: str) -> str:
     return hashlib.md5(text.encode("utf-8")).hexdigest()
 
 
+def document_text(memory: str, actor_id: str | None) -> str:
+    """What the embedding and the full-text index see of a memory: its actor, then its text.
+
+    Questions name people ("What did Caroline research?") while what they said
+    rarely does ("I researched adoption agencies"); on the LoCoMo dev set the
+    actor in front lifts vector recall@10 from .33 to .48 and BM25's from .56
+    to .63. The SQL twin is store._SEARCH_TEXT_SQL.
+    """
+    return memory if actor_id is None else f"{actor_id}: {memory}"
+
+
 def new_row(message: Message, plan: Plan, digest: str, now: datetime) -> dict[str, Any]:
     """The memories row for one planned message (its vector is added later)."""
+    actor = message.name or plan.actor
     return {
         "id": str(uuid.uuid4()),
         "memory": message.content,
+        "search_text": document_text(message.content, actor),
         "hash": digest,
         **plan.scope,
-        "actor_id": message.name or plan.actor,
+        "actor_id": actor,
         "role": message.role,
         "metadata": json.dumps(plan.custom, ensure_ascii=False),
         **metadata_columns(plan.custom),

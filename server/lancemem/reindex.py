@@ -15,7 +15,7 @@ from collections.abc import Callable
 import pyarrow as pa
 
 from .embeddings import Embedder
-from .store import MEMORIES, Store, vector_field
+from .store import MEMORIES, SEARCH_TEXT, Store, vector_field
 
 Progress = Callable[[int, int], None]
 
@@ -34,11 +34,11 @@ def reindex(store: Store, embedder: Embedder, *, batch_size: int = 256,
     schema = pa.schema([pa.field("id", pa.utf8(), nullable=False), vector_field(dim)])
     done = 0
     while True:
-        rows = store.select(MEMORIES, "vector IS NULL", columns=["id", "memory"],
+        rows = store.select(MEMORIES, "vector IS NULL", columns=["id", SEARCH_TEXT],
                             limit=batch_size)
         if not rows:
             break
-        vectors = embedder.embed_documents([row["memory"] for row in rows])
+        vectors = embedder.embed_documents([row[SEARCH_TEXT] for row in rows])
         store.upsert(MEMORIES, [{"id": row["id"], "vector": vector}
                                 for row, vector in zip(rows, vectors, strict=True)], schema)
         done += len(rows)

@@ -25,9 +25,12 @@ T = TypeVar("T")
 MEMORIES = "memories"
 HISTORY = "history"
 META = "lancemem_meta"
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"  # 2: search_text and its full-text index
 INDEXED_COLUMNS = ("user_id", "agent_id", "run_id", "actor_id", "hash")
-HIDDEN_COLUMNS = ("vector", "meta_str", "meta_num", "meta_tags")
+SEARCH_TEXT = "search_text"
+HIDDEN_COLUMNS = ("vector", SEARCH_TEXT, "meta_str", "meta_num", "meta_tags")
+# What a version-1 store's rows get as search_text (records.document_text in SQL).
+_SEARCH_TEXT_SQL = "concat_ws(': ', actor_id, memory)"  # concat_ws skips a NULL actor
 MAX_ATTEMPTS = 8
 # Every commit adds a version and (for appends) a fragment; left alone they make
 # disk use and search time grow with every write (FACTS.md). LanceDB's own
@@ -49,10 +52,15 @@ _JSON = pa.json_(pa.utf8())
 
 
 def memories_schema(dim: int, *, vector: bool = True) -> pa.Schema:
-    """The memories table: flat scope columns, JSON metadata and its typed views."""
+    """The memories table: flat scope columns, JSON metadata and its typed views.
+
+    ``search_text`` is what the full-text index and the embedding see: the
+    memory with its actor in front (records.document_text).
+    """
     fields = [
         pa.field("id", pa.utf8(), nullable=False),
         pa.field("memory", pa.utf8()),
+        pa.field(SEARCH_TEXT, pa.utf8()),
         pa.field("hash", pa.utf8()),
         pa.field("user_id", pa.utf8()),
         pa.field("agent_id", pa.utf8()),
@@ -194,11 +202,13 @@ class Store:
 
     def open(self, *, model_name: str, dim: int, check_model: bool = True) -> None:
         """Create the tables if needed and check the store's embedding model."""
-        self._create_if_missing(dim)
+        self._create_if_missing(dim)  # also brings an older schema up to date
         self.set_meta_defaults(
             {"embedding_model": model_name, "embedding_dim": str(dim),
              "schema_version": SCHEMA_VERSION}
         )
+        if self.meta().get("schema_version") != SCHEMA_VERSION:
+            self.set_meta({"schema_version": SCHEMA_VERSION})
         if check_model:
             self.check_model(model_name=model_name, dim=dim)
 
@@ -211,11 +221,27 @@ class Store:
                     lambda n=name, s=schema: self.db.create_table(n, schema=s, exist_ok=True),
                     what=f"creating table {name}",
                 )
+        self._add_search_text()
         self.ensure_indexes()
 
+    def _add_search_text(self) -> None:
+        """Give a version-1 store its search_text column, filled from each row."""
+        table = self.table(MEMORIES)
+        if SEARCH_TEXT in table.schema.names:
+            return
+        try:
+            with_retries(lambda: table.add_columns({SEARCH_TEXT: _SEARCH_TEXT_SQL}),
+                         what="adding the search_text column")
+        except (StorageError, ConflictError):
+            if SEARCH_TEXT not in table.schema.names:  # not another process's doing
+                raise
+            return
+        log.info("added search_text to %s; `lancemem reindex` re-embeds older memories "
+                 "with their actor", self.uri)
+
     def ensure_indexes(self) -> None:
-        """Scalar indexes on the scope columns and on history's memory_id."""
-        from lancedb.index import BTree
+        """Scalar indexes on the scope columns and history's memory_id; full text on search_text."""
+        from lancedb.index import FTS, BTree
 
         wanted = [(MEMORIES, column) for column in INDEXED_COLUMNS] + [(HISTORY, "memory_id")]
         for name, column in wanted:
@@ -226,6 +252,12 @@ class Store:
                     lambda t=table, c=column: t.create_index(c, config=BTree(), replace=False),
                     what=f"indexing {name}.{column}",
                 )
+        table = self.table(MEMORIES)
+        if (SEARCH_TEXT,) not in {tuple(index.columns) for index in table.list_indices()}:
+            # English stemming and stop words; rows written later are scanned
+            # until compaction folds them into the index.
+            with_retries(lambda: table.create_index(SEARCH_TEXT, config=FTS(), replace=False),
+                         what=f"indexing {MEMORIES}.{SEARCH_TEXT} for full-text search")
 
     def check_model(self, *, model_name: str, dim: int) -> None:
         """Raise ModelMismatchError unless the store was built with this model."""
@@ -334,6 +366,25 @@ class Store:
             return query.to_arrow().to_pylist()
 
         return with_retries(run, what="searching memories")
+
+    def keyword_search(self, text: str, where: str, *, limit: int,
+                       columns: Iterable[str]) -> list[dict[str, Any]]:
+        """BM25 top-``limit`` for ``text`` among rows matching ``where`` (prefiltered).
+
+        Rows carry ``_score`` (BM25, higher is better) and their vector.
+        """
+        table = self.table(MEMORIES)
+
+        def run() -> list[dict[str, Any]]:
+            query = (
+                table.search(text, query_type="fts", fts_columns=SEARCH_TEXT)
+                .where(where, prefilter=True)
+                .select([*columns, "vector", "_score"])
+                .limit(limit)
+            )
+            return query.to_arrow().to_pylist()
+
+        return with_retries(run, what="searching memories by keyword")
 
     def count(self, name: str, where: str | None = None) -> int:
         """How many rows match ``where``."""

@@ -1,0 +1,184 @@
+"""Search modes: fusion logic, and keyword/hybrid search on real LanceDB with the real model."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import lancedb
+import pyarrow as pa
+import pytest
+
+from lancemem.config import load_settings
+from lancemem.errors import ValidationError
+from lancemem.memory import Memory
+from lancemem.records import document_text
+from lancemem.retrieval import MODES, check_mode, cosine, fuse
+from lancemem.store import MEMORIES, SEARCH_TEXT, Store, memories_schema
+
+# --- pure logic ---------------------------------------------------------------
+
+
+def test_one_ranking_keeps_its_order() -> None:
+    assert fuse(["a", "b", "c"], []) == ["a", "b", "c"]
+    assert fuse([], ["c", "b", "a"]) == ["c", "b", "a"]
+
+
+def test_top_keyword_hit_beats_top_vector_hit() -> None:
+    assert fuse(["k"], ["v"])[0] == "k"
+
+
+def test_agreement_beats_one_list_alone() -> None:
+    # "both" is second in each list; agreement outweighs either list's winner.
+    assert fuse(["k", "both"], ["v", "both"])[0] == "both"
+
+
+def test_vector_list_fills_in_below_strong_keyword_hits() -> None:
+    order = fuse(["k1", "k2", "k3"], ["v1"])
+    assert order[:2] == ["k1", "k2"] and set(order) == {"k1", "k2", "k3", "v1"}
+
+
+def test_ties_keep_the_keyword_order_first() -> None:
+    assert fuse(["a", "b"], ["b", "a"], vector_weight=1.0) == ["a", "b"]
+
+
+def test_modes_are_checked_and_normalised() -> None:
+    assert [check_mode(m) for m in (" Hybrid", "VECTOR", "keyword ")] == [
+        "hybrid", "vector", "keyword"]
+    for bad in ("bm25", "", None, 3, ["hybrid"]):
+        with pytest.raises(ValidationError, match="choose one of hybrid, vector, keyword"):
+            check_mode(bad)
+
+
+def test_cosine() -> None:
+    assert cosine([1.0, 0.0], [0.0, 2.0]) == 0.0
+    assert math.isclose(cosine([1.0, 1.0], [2.0, 2.0]), 1.0)
+    assert cosine([0.0, 0.0], [1.0, 0.0]) == 0.0
+
+
+def test_document_text_puts_the_actor_first() -> None:
+    assert document_text("I adopted a dog", "Caroline") == "Caroline: I adopted a dog"
+    assert document_text("I adopted a dog", None) == "I adopted a dog"
+
+
+def test_search_mode_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert load_settings({}).search_mode == "hybrid"
+    monkeypatch.setenv("LANCEMEM_SEARCH_MODE", "Keyword")
+    assert load_settings({}).search_mode == "keyword"
+    monkeypatch.setenv("LANCEMEM_SEARCH_MODE", "semantic")
+    with pytest.raises(ValidationError, match="unknown search mode 'semantic'"):
+        load_settings({})
+
+
+# --- real store, real model -------------------------------------------------------
+
+
+def texts(result: dict[str, Any]) -> list[str]:
+    return [item["memory"] for item in result["results"]]
+
+
+def test_keyword_search_matches_words_and_actors(memory: Memory) -> None:
+    memory.add("I adopted a puppy last spring", user_id="u", actor_id="Caroline")
+    memory.add("I adopted a kitten from the shelter", user_id="u", actor_id="Melanie")
+    memory.add("The quarterly report is due on Friday", user_id="u")
+    found = memory.search("What did Caroline adopt?", user_id="u", mode="keyword")
+    assert texts(found)[0] == "I adopted a puppy last spring"
+    # Only memories sharing a word (stemmed: adopt/adopted) come back.
+    assert "The quarterly report is due on Friday" not in texts(found)
+    assert texts(memory.search("What did Caroline adopt?", user_id="u"))[0] == (
+        "I adopted a puppy last spring")
+
+
+def test_hybrid_finds_what_only_one_ranking_finds(memory: Memory) -> None:
+    memory.add("Order XK-4471 shipped to the Berlin office", user_id="u")
+    memory.add("She enjoys long walks by the sea at dawn", user_id="u")
+    # A code only keywords can match, a paraphrase only meaning can match.
+    assert texts(memory.search("XK-4471", user_id="u", limit=1))[0].startswith("Order XK-4471")
+    assert texts(memory.search("strolling along the beach early in the morning",
+                               user_id="u", limit=1)) == [
+        "She enjoys long walks by the sea at dawn"]
+    assert texts(memory.search("strolling along the beach early in the morning",
+                               user_id="u", mode="keyword")) == []
+
+
+def test_every_mode_stays_in_scope_and_applies_filters(memory: Memory) -> None:
+    memory.add("blue bicycle with a basket", user_id="alice", metadata={"kind": "thing"})
+    memory.add("blue bicycle race on Sunday", user_id="alice", metadata={"kind": "event"})
+    memory.add("blue bicycle stolen", user_id="bob", metadata={"kind": "thing"})
+    memory.add("blue bicycle in the garage", user_id="alice", agent_id="other")
+    for mode in MODES:
+        found = memory.search("blue bicycle", user_id="alice", filters={"kind": "thing"},
+                              mode=mode)
+        assert texts(found) == ["blue bicycle with a basket"], mode
+        assert all(item["user_id"] == "alice" for item in found["results"])
+
+
+def test_scores_are_cosine_similarity_in_every_mode(memory: Memory) -> None:
+    memory.add("Caroline paints sunsets on weekends", user_id="u")
+    scores = {mode: memory.search("paints sunsets", user_id="u", mode=mode)["results"][0]["score"]
+              for mode in MODES}
+    assert math.isclose(scores["keyword"], scores["vector"], abs_tol=1e-4)
+    assert math.isclose(scores["hybrid"], scores["vector"], abs_tol=1e-4)
+    assert memory.search("paints sunsets", user_id="u", mode="keyword",
+                         threshold=min(scores.values()) + 0.01)["results"] == []
+
+
+def test_keyword_index_follows_updates_deletes_and_compaction(memory: Memory) -> None:
+    kept = memory.add("walnut cake recipe", user_id="u")["results"][0]["id"]
+    gone = memory.add("walnut bread recipe", user_id="u")["results"][0]["id"]
+    memory.store.optimize()  # folds the rows into the full-text index
+    memory.add("walnut salad recipe", user_id="u")  # written after: scanned unindexed
+    memory.delete(gone, user_id="u")
+    memory.update(kept, text="chocolate cake recipe", user_id="u")
+    assert texts(memory.search("walnut", user_id="u", mode="keyword")) == ["walnut salad recipe"]
+    assert texts(memory.search("chocolate", user_id="u", mode="keyword")) == [
+        "chocolate cake recipe"]
+    memory.store.optimize()
+    assert texts(memory.search("walnut", user_id="u", mode="keyword")) == ["walnut salad recipe"]
+
+
+def test_query_syntax_is_plain_words(memory: Memory) -> None:
+    memory.add("the budget meeting moved to Tuesday", user_id="u")
+    for query in ('budget AND "', "budget' OR '1'='1", "(budget", "budget*", "NOT budget",
+                  "+budget -meeting", "budget~2", "\\", "the of and"):
+        found = memory.search(query, user_id="u", mode="keyword")
+        assert all(item["user_id"] == "u" for item in found["results"]), query
+    assert texts(memory.search("budget' OR '1'='1", user_id="u", mode="keyword")) == [
+        "the budget meeting moved to Tuesday"]
+
+
+def test_default_mode_comes_from_the_memory(db_path: Path, real_embedder: Any) -> None:
+    memory = Memory(store=Store(str(db_path)), embedder=real_embedder, search_mode="keyword")
+    memory.add("gardening tips for tomatoes", user_id="u")
+    memory.add("how to grow vegetables at home", user_id="u")
+    assert texts(memory.search("tomatoes", user_id="u")) == ["gardening tips for tomatoes"]
+    assert len(memory.search("tomatoes", user_id="u", mode="vector")["results"]) == 2
+    with pytest.raises(ValidationError, match="unknown search mode"):
+        memory.search("tomatoes", user_id="u", mode="fuzzy")
+
+
+def test_version_1_store_gains_search_text(db_path: Path, real_embedder: Any) -> None:
+    legacy = pa.schema([f for f in memories_schema(real_embedder.dim) if f.name != SEARCH_TEXT])
+    old = Memory(store=Store(str(db_path)), embedder=real_embedder)
+    rows = []
+    for text, actor in (("I sold my old piano", "Dana"), ("I bought a violin", None)):
+        row = {name: None for name in legacy.names}
+        row.update(id=text, memory=text, user_id="u", actor_id=actor, metadata="{}",
+                   meta_str="{}", meta_num="{}", meta_tags="{}",
+                   created_at=pa.scalar(0, pa.timestamp("us", tz="UTC")).as_py(),
+                   updated_at=pa.scalar(0, pa.timestamp("us", tz="UTC")).as_py(),
+                   vector=real_embedder.embed_documents([text])[0])
+        rows.append(row)
+    db = lancedb.connect(str(db_path))
+    db.create_table(MEMORIES, data=rows, schema=legacy)
+    db.create_table("lancemem_meta", data=[
+        {"key": "embedding_model", "value": real_embedder.model_name},
+        {"key": "embedding_dim", "value": str(real_embedder.dim)},
+        {"key": "schema_version", "value": "1"}])
+    old.ensure_open()
+    stored = {r["id"]: r[SEARCH_TEXT] for r in old.store.select(MEMORIES, None)}
+    assert stored == {"I sold my old piano": "Dana: I sold my old piano",
+                      "I bought a violin": "I bought a violin"}
+    assert texts(old.search("Dana piano", user_id="u", mode="keyword")) == ["I sold my old piano"]
+    assert old.store.meta()["schema_version"] == "2"
