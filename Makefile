@@ -7,7 +7,7 @@ ARGS ?=
 
 INSPECTOR := tests/inspector/node_modules/.bin/mcp-inspector
 
-.PHONY: serve test lint clean
+.PHONY: serve test lint bench clean
 
 # Install output goes to stderr: on stdio, stdout belongs to the MCP protocol.
 $(VENV)/.installed: pyproject.toml
@@ -34,5 +34,15 @@ $(INSPECTOR): tests/inspector/package.json tests/inspector/package-lock.json
 test: lint $(INSPECTOR)
 	$(BIN)/python -m pytest
 
+# The benchmark suite (an hour or more): lancemem, and mem0 in an environment of its own.
+MEM0_VENV ?= .venv-mem0
+$(MEM0_VENV)/.installed: benchmarks/requirements-mem0.txt
+	$(PYTHON) -m venv $(MEM0_VENV)
+	$(MEM0_VENV)/bin/python -m pip install --quiet -r benchmarks/requirements-mem0.txt
+	touch $@
+
+bench: $(VENV)/.installed $(MEM0_VENV)/.installed
+	$(BIN)/python -m benchmarks.suite --mem0-python $(MEM0_VENV)/bin/python $(ARGS)
+
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache tests/inspector/node_modules
+	rm -rf $(VENV) $(MEM0_VENV) .pytest_cache .ruff_cache tests/inspector/node_modules

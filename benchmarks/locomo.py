@@ -4,7 +4,8 @@ Follows ../shared/bench/README.md: every turn is one memory scoped to
 ``user_id = sample_id`` and ``actor_id = speaker``; each question with
 evidence searches its conversation's scope. Runs the product's own search in
 each mode, plus the reference the README quotes: LanceDB's BM25 over the bare
-turn text (no speaker), the baseline the hybrid mode has to beat.
+turn text (no speaker), the baseline the hybrid mode has to beat. Also times
+the batch import, single adds and searches, for the side-by-side with mem0.
 
     python -m benchmarks.locomo --json benchmarks/results/locomo-dev.json
 """
@@ -13,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import statistics
 import sys
 import tempfile
@@ -22,66 +22,23 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from benchmarks.locomo_data import (
+    DEFAULT_DATA,
+    DEPTH,
+    average,
+    dia_ranking,
+    dias_by_text,
+    markdown,
+    questions,
+    scores,
+    turns,
+)
 from lancemem.config import load_settings
 from lancemem.memory import Memory
 from lancemem.retrieval import MODES
 
-DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "bench" / "locomo-dev.json"
-CATEGORIES = {1: "multi-hop", 2: "temporal", 3: "open-domain", 4: "single-hop",
-              5: "adversarial"}
-DEPTH = 50
 REFERENCE = "bm25 (turn text)"
-
-
-def turns(sample: dict[str, Any]) -> list[dict[str, Any]]:
-    """Every turn of one conversation as an import record, dia_id in its metadata."""
-    conversation = sample["conversation"]
-    records = []
-    for key, session in conversation.items():
-        if not re.fullmatch(r"session_\d+", key) or not isinstance(session, list):
-            continue
-        date = conversation.get(f"{key}_date_time")
-        for turn in session:
-            text = turn["text"]
-            if turn.get("blip_caption"):
-                text += f" [shares {turn['blip_caption']}]"
-            records.append({"text": text, "user_id": sample["sample_id"],
-                            "actor_id": turn["speaker"],
-                            "metadata": {"dia_id": turn["dia_id"], "session": key,
-                                         "session_date": date}})
-    return records
-
-
-def evidence(raw: list[Any], known: set[str]) -> list[str]:
-    """Evidence ids repaired ("D8:6; D9:17", "D:11:26", "D30:05"), unknown turns dropped."""
-    found = []
-    for entry in raw:
-        for part in re.split(r"[;\s]+", str(entry)):
-            match = re.fullmatch(r"D:?(\d+):0*(\d+)", part.strip())
-            if match:
-                dia_id = f"D{int(match.group(1))}:{int(match.group(2))}"
-                if dia_id in known and dia_id not in found:
-                    found.append(dia_id)
-    return found
-
-
-def scores(ranked: list[str], wanted: list[str]) -> dict[str, float]:
-    """The four metrics for one question: ranked dia_ids against its evidence."""
-    gold = set(wanted)
-    first = next((rank for rank, dia in enumerate(ranked[:DEPTH], 1) if dia in gold), None)
-    return {"r5": len(gold & set(ranked[:5])) / len(gold),
-            "r10": len(gold & set(ranked[:10])) / len(gold),
-            "hit10": float(bool(gold & set(ranked[:10]))),
-            "mrr": 1.0 / first if first else 0.0}
-
-
-def dia_ranking(items: list[dict[str, Any]], dias_of: dict[tuple[str, str], list[str]]
-                ) -> list[str]:
-    """Search results to dia_ids (a text said twice in a conversation is one memory)."""
-    out: list[str] = []
-    for item in items:
-        out.extend(d for d in dias_of[item["user_id"], item["memory"]] if d not in out)
-    return out
+SINGLE_ADDS = 300
 
 
 class TurnTextBM25:
@@ -103,65 +60,54 @@ class TurnTextBM25:
         return [hit["dia"] for hit in hits]
 
 
+def single_adds(records: list[dict[str, Any]], db: str) -> list[float]:
+    """Milliseconds per ``Memory.add`` of one turn, into a store of its own."""
+    memory = Memory.from_settings(load_settings({"db": db}))
+    memory.ensure_open()
+    memory.embedder.embed_query("warm up")
+    timings = []
+    for record in records:
+        started = time.perf_counter()
+        memory.add(record["text"], user_id=record["user_id"], actor_id=record["actor_id"],
+                   metadata=record["metadata"])
+        timings.append((time.perf_counter() - started) * 1000)
+    return timings
+
+
 def run(data: Path, modes: list[str]) -> dict[str, Any]:
     """Import every conversation, ask every question in every mode, average the metrics."""
     samples = json.loads(data.read_text())
     workdir = tempfile.mkdtemp(prefix="lancemem-locomo-")
     memory = Memory.from_settings(load_settings({"db": f"{workdir}/store"}))
+    memory.ensure_open()
+    memory.embedder.embed_query("warm up")
     records = [record for sample in samples for record in turns(sample)]
     started = time.perf_counter()
     memory.add_many(records)
     imported = time.perf_counter() - started
-    dias_of: dict[tuple[str, str], list[str]] = defaultdict(list)
-    for record in records:
-        dias_of[record["user_id"], record["text"]].append(record["metadata"]["dia_id"])
+    dias_of = dias_by_text(records)
     reference = TurnTextBM25(f"{workdir}/reference", records)
-    known = {(r["user_id"], r["metadata"]["dia_id"]) for r in records}
     per: dict[str, dict[str, list[dict[str, float]]]] = defaultdict(lambda: defaultdict(list))
-    questions = 0
-    for sample in samples:
-        sample_id = sample["sample_id"]
-        own = {dia for sid, dia in known if sid == sample_id}
-        for qa in sample["qa"]:
-            gold = evidence(qa.get("evidence", []), own)
-            if not gold:
-                continue
-            questions += 1
-            category = CATEGORIES[qa["category"]]
-            rankings = {REFERENCE: reference.rank(sample_id, qa["question"])}
-            for mode in modes:
-                found = memory.search(qa["question"], user_id=sample_id, limit=DEPTH, mode=mode)
-                rankings[mode] = dia_ranking(found["results"], dias_of)
-            for name, ranked in rankings.items():
-                metric = scores(ranked, gold)
-                per[name][category].append(metric)
-                per[name]["all"].append(metric)
-    table = {name: {category: {key: round(statistics.mean(m[key] for m in rows), 3)
-                               for key in ("r5", "r10", "hit10", "mrr")} | {"n": len(rows)}
-                    for category, rows in by_category.items()}
-             for name, by_category in per.items()}
-    return {"data": str(data), "memories": len(records), "questions": questions,
-            "import_seconds": round(imported, 1), "results": table}
-
-
-def markdown(report: dict[str, Any]) -> str:
-    """Two tables: all four metrics overall, and recall@10 per category."""
-    names = list(report["results"])
-    lines = ["| ranking | R@5 | R@10 | hit@10 | MRR |", "| --- | ---: | ---: | ---: | ---: |"]
-    for name in names:
-        overall = report["results"][name]["all"]
-        lines.append(f"| {name} | {overall['r5']:.3f} | {overall['r10']:.3f} | "
-                     f"{overall['hit10']:.3f} | {overall['mrr']:.3f} |")
-    categories = [*CATEGORIES.values(), "all"]
-    counts = report["results"][names[0]]
-    lines += ["", "| R@10 by category | " + " | ".join(
-        f"{c} ({counts[c]['n']})" for c in categories) + " |",
-        "| --- |" + " ---: |" * len(categories)]
-    for name in names:
-        row = report["results"][name]
-        lines.append(f"| {name} | " + " | ".join(f"{row[c]['r10']:.3f}" for c in categories)
-                     + " |")
-    return "\n".join(lines)
+    search_ms: dict[str, list[float]] = defaultdict(list)
+    for sample_id, question, category, gold in questions(samples):
+        rankings = {REFERENCE: reference.rank(sample_id, question)}
+        for mode in modes:
+            started = time.perf_counter()
+            found = memory.search(question, user_id=sample_id, limit=DEPTH, mode=mode)
+            search_ms[mode].append((time.perf_counter() - started) * 1000)
+            rankings[mode] = dia_ranking(found["results"], dias_of)
+        for name, ranked in rankings.items():
+            metric = scores(ranked, gold)
+            per[name][category].append(metric)
+            per[name]["all"].append(metric)
+    adds = single_adds(records[:SINGLE_ADDS], f"{workdir}/single")
+    return {"engine": "lancemem", "data": str(data), "memories": len(records),
+            "questions": len(per[REFERENCE]["all"]),
+            "import_per_s": round(len(records) / imported, 1),
+            "add_p50_ms": round(statistics.median(adds), 2),
+            "search_p50_ms": {mode: round(statistics.median(v), 2)
+                              for mode, v in search_ms.items()},
+            "results": average(per)}
 
 
 def main() -> None:
@@ -176,8 +122,9 @@ def main() -> None:
     report = run(args.data, args.modes)
     if args.json:
         args.json.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"{report['memories']} memories, {report['questions']} questions "
-          f"(import {report['import_seconds']} s)\n")
+    print(f"{report['memories']} memories, {report['questions']} questions; import "
+          f"{report['import_per_s']}/s, single add p50 {report['add_p50_ms']} ms, "
+          f"search p50 {report['search_p50_ms']}\n")
     print(markdown(report))
 
 
