@@ -61,10 +61,11 @@ def scores(ranked: list[str], wanted: list[str]) -> dict[str, float]:
 
 def dia_ranking(items: list[dict[str, Any]], dias_of: dict[tuple[str, str], list[str]]
                 ) -> list[str]:
-    """Search results to dia_ids (a text said twice in a conversation is one memory)."""
+    """Search results to dia_ids (a text said twice in a conversation is one memory;
+    stores strip surrounding whitespace, so texts are compared stripped)."""
     out: list[str] = []
     for item in items:
-        out.extend(d for d in dias_of[item["user_id"], item["memory"]] if d not in out)
+        out.extend(d for d in dias_of[item["user_id"], item["memory"].strip()] if d not in out)
     return out
 
 
@@ -82,7 +83,7 @@ def dias_by_text(records: list[dict[str, Any]]) -> dict[tuple[str, str], list[st
     """(user_id, text) to the dia_ids that said it: a text said twice is stored once."""
     found: dict[tuple[str, str], list[str]] = {}
     for record in records:
-        found.setdefault((record["user_id"], record["text"]), []).append(
+        found.setdefault((record["user_id"], record["text"].strip()), []).append(
             record["metadata"]["dia_id"])
     return found
 

@@ -47,6 +47,17 @@ def search_p50(memory: Memory, rng: random.Random, users: int, samples: int) -> 
     return statistics.median(timings)
 
 
+def resident_mb() -> float | None:
+    """This process's resident memory (Linux; None elsewhere)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
+    return None
+
+
 def fragments(store: Store) -> int:
     return sum(store.table(name).stats()["fragment_stats"]["num_fragments"]
                for name in (MEMORIES, HISTORY))
@@ -55,10 +66,15 @@ def fragments(store: Store) -> int:
 def soak(args: argparse.Namespace) -> list[dict[str, Any]]:
     db = args.db or tempfile.mkdtemp(prefix="lancemem-soak-")
     settings = load_settings({"db": db})
-    embedder = FastEmbedder(cache_dir=settings.model_cache_dir)
+    if args.random_vectors:
+        from benchmarks.speed import RandomVectors
+
+        embedder: Any = RandomVectors()
+    else:
+        embedder = FastEmbedder(cache_dir=settings.model_cache_dir)
+        embedder.load()
     memory = Memory(store=Store(db, auto_compact=not args.no_compact), embedder=embedder)
     memory.ensure_open()
-    embedder.load()
     rng = random.Random(7)
     rows = []
     started = time.perf_counter()
@@ -71,7 +87,7 @@ def soak(args: argparse.Namespace) -> list[dict[str, Any]]:
             row = {"adds": number, "disk_mb": round(memory.store.disk_bytes() / 2**20, 1),
                    "fragments": fragments(memory.store),
                    "search_p50_ms": round(search_p50(memory, rng, args.users, args.samples), 2),
-                   "adds_per_s": round(args.every / elapsed, 1),
+                   "adds_per_s": round(args.every / elapsed, 1), "rss_mb": resident_mb(),
                    "minutes": round((time.perf_counter() - started) / 60, 1)}
             rows.append(row)
             print(json.dumps(row), file=sys.stderr, flush=True)
@@ -89,14 +105,17 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=50, help="searches per measurement")
     parser.add_argument("--db", help="store path (default: a new temporary directory)")
     parser.add_argument("--no-compact", action="store_true", help="turn compaction off")
+    parser.add_argument("--random-vectors", action="store_true",
+                        help="random unit vectors instead of the model (a faster storage "
+                        "and memory soak; searches then skip the model too)")
     parser.add_argument("--json", type=Path, help="also write the rows here")
     args = parser.parse_args()
     rows = soak(args)
-    print("| adds | disk (MB) | fragments | search p50 (ms) | adds/s in interval |")
-    print("| ---: | ---: | ---: | ---: | ---: |")
+    print("| adds | disk (MB) | fragments | search p50 (ms) | adds/s in interval | RSS (MB) |")
+    print("| ---: | ---: | ---: | ---: | ---: | ---: |")
     for row in rows:
         print(f"| {row['adds']:,} | {row['disk_mb']} | {row['fragments']} | "
-              f"{row['search_p50_ms']} | {row['adds_per_s']} |")
+              f"{row['search_p50_ms']} | {row['adds_per_s']} | {row['rss_mb']} |")
 
 
 if __name__ == "__main__":

@@ -74,6 +74,7 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=1_000)
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--mem0-python", default=".venv-mem0/bin/python")
+    parser.add_argument("--db", help="reuse a store filled by an earlier run")
     args = parser.parse_args()
     if not args.data.is_file():
         sys.exit(f"no LoCoMo data at {args.data}; pass --data PATH (see ../shared/bench).")
@@ -82,7 +83,7 @@ def main() -> None:
           f"Python {platform.python_version()}\n")
     fast = speed.run(argparse.Namespace(
         memories=args.memories, users=args.users, searches=200, adds=100, startup_runs=5,
-        import_texts=2_000, data=args.data, db=None))
+        import_texts=2_000, data=args.data, db=args.db))
     (RESULTS / f"speed-{args.memories // 1000}k.json").write_text(json.dumps(fast, indent=2))
     print(speed.markdown(fast) + "\n")
     ours = locomo.run(args.data, list(locomo.MODES))

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import lancedb
+import numpy as np
 import pyarrow as pa
 import pytest
 
@@ -14,7 +15,7 @@ from lancemem.config import load_settings
 from lancemem.errors import ValidationError
 from lancemem.memory import Memory
 from lancemem.records import document_text
-from lancemem.retrieval import MODES, check_mode, cosine, fuse
+from lancemem.retrieval import MODES, check_mode, cosine_scores, fuse
 from lancemem.store import MEMORIES, SEARCH_TEXT, Store, memories_schema
 
 # --- pure logic ---------------------------------------------------------------
@@ -51,10 +52,11 @@ def test_modes_are_checked_and_normalised() -> None:
             check_mode(bad)
 
 
-def test_cosine() -> None:
-    assert cosine([1.0, 0.0], [0.0, 2.0]) == 0.0
-    assert math.isclose(cosine([1.0, 1.0], [2.0, 2.0]), 1.0)
-    assert cosine([0.0, 0.0], [1.0, 0.0]) == 0.0
+def test_cosine_scores() -> None:
+    vectors = np.array([[0.0, 2.0], [2.0, 2.0], [0.0, 0.0]], dtype=np.float32)
+    scores = cosine_scores(vectors, [1.0, 1.0])
+    assert [round(x, 6) for x in scores] == [round(1 / math.sqrt(2), 6), 1.0, 0.0]
+    assert cosine_scores(np.zeros((0, 2), dtype=np.float32), [1.0, 0.0]) == []
 
 
 def test_document_text_puts_the_actor_first() -> None:

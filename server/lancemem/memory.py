@@ -38,7 +38,7 @@ from .records import (
     text_hash,
     to_item,
 )
-from .retrieval import CANDIDATES, DEFAULT_MODE, check_mode, cosine, fuse
+from .retrieval import CANDIDATES, DEFAULT_MODE, check_mode, cosine_scores, fuse
 from .scoping import SCOPE_KEYS, build_filters_and_metadata, validate_id
 from .store import HIDDEN_COLUMNS, MEMORIES, Store, backoff, memories_schema
 
@@ -230,17 +230,15 @@ class Memory:
         vector = self.embedder.embed_query(text)
         by_meaning = [] if chosen == "keyword" else self.store.vector_search(
             vector, where, limit=depth, columns=self._item_columns)
-        by_words = [] if keyword is None else keyword.result()
+        by_words, word_vectors = ([], None) if keyword is None else keyword.result()
         scores = {row["id"]: 1.0 - float(row["_distance"]) for row in by_meaning}
+        if word_vectors is not None:
+            scores.update(zip([row["id"] for row in by_words],
+                              cosine_scores(word_vectors, vector), strict=True))
         rows = {row["id"]: row for row in [*by_words, *by_meaning]}
         ranked = fuse([row["id"] for row in by_words], [row["id"] for row in by_meaning])
-        items = []
-        for memory_id in ranked[:limit]:
-            row = rows[memory_id]
-            score = scores.get(memory_id)
-            if score is None:
-                score = cosine(vector, row["vector"])
-            items.append(to_item(row, score=score))
+        items = [to_item(rows[memory_id], score=scores[memory_id])
+                 for memory_id in ranked[:limit]]
         if minimum is not None:
             items = [item for item in items if item["score"] >= minimum]
         return {"results": items}

@@ -15,8 +15,9 @@ conversations only.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
+
+import numpy as np
 
 from .errors import ValidationError
 
@@ -54,8 +55,11 @@ def fuse(keyword_ids: Sequence[str], vector_ids: Sequence[str], *, k: int = RRF_
     return sorted(scores, key=lambda memory_id: (-scores[memory_id], order[memory_id]))
 
 
-def cosine(a: Sequence[float], b: Sequence[float]) -> float:
-    """Cosine similarity of two vectors (0.0 when either is all zeros)."""
-    dot = sum(x * y for x, y in zip(a, b, strict=True))
-    norm = math.sqrt(sum(x * x for x in a)) * math.sqrt(sum(y * y for y in b))
-    return dot / norm if norm else 0.0
+def cosine_scores(vectors: np.ndarray, query: Sequence[float]) -> list[float]:
+    """Cosine similarity of each row of ``vectors`` to ``query`` (0.0 for a zero row)."""
+    if not len(vectors):
+        return []
+    q = np.asarray(query, dtype=np.float32)
+    norms = np.linalg.norm(vectors, axis=1) * float(np.linalg.norm(q))
+    dots = vectors @ q
+    return [float(d / n) if n else 0.0 for d, n in zip(dots, norms, strict=True)]

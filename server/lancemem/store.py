@@ -15,6 +15,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
+import numpy as np
 import pyarrow as pa
 
 from .errors import ConflictError, LanceMemError, ModelMismatchError, StorageError
@@ -376,21 +377,26 @@ class Store:
         return with_retries(run, what="searching memories")
 
     def keyword_search(self, text: str, where: str, *, limit: int,
-                       columns: Iterable[str]) -> list[dict[str, Any]]:
+                       columns: Iterable[str]) -> tuple[list[dict[str, Any]], np.ndarray]:
         """BM25 top-``limit`` for ``text`` among rows matching ``where`` (prefiltered).
 
-        Rows carry ``_score`` (BM25, higher is better) and their vector.
+        Returns the rows, best first, with ``_score`` (BM25), and their vectors
+        as one float32 matrix (kept out of Python objects: they are only scored).
         """
         table = self.table(MEMORIES)
 
-        def run() -> list[dict[str, Any]]:
-            query = (
+        def run() -> tuple[list[dict[str, Any]], np.ndarray]:
+            found = (
                 table.search(text, query_type="fts", fts_columns=SEARCH_TEXT)
                 .where(where, prefilter=True)
                 .select([*columns, "vector", "_score"])
                 .limit(limit)
+                .to_arrow()
             )
-            return query.to_arrow().to_pylist()
+            vectors = found.column("vector").combine_chunks()
+            width = vectors.type.list_size
+            matrix = vectors.flatten().to_numpy(zero_copy_only=False).reshape(-1, width)
+            return found.drop_columns(["vector"]).to_pylist(), matrix
 
         return with_retries(run, what="searching memories by keyword")
 
