@@ -17,7 +17,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from .store import HISTORY, HISTORY_SCHEMA, Store
+from .store import HISTORY, Store, history_schema
 
 ADD, UPDATE, DELETE = "ADD", "UPDATE", "DELETE"
 _EVENT_ORDER = {ADD: 0, UPDATE: 1, DELETE: 2}
@@ -65,7 +65,7 @@ def history_row(
 
 def entry(row: Mapping[str, Any]) -> dict[str, Any]:
     """A history row as returned to callers (timestamps as ISO-8601 strings)."""
-    result = {key: row.get(key) for key in HISTORY_SCHEMA.names}
+    result = {key: row.get(key) for key in history_schema().names}
     for key in ("created_at", "updated_at"):
         value = result[key]
         result[key] = value.isoformat() if value is not None else None
@@ -80,7 +80,7 @@ class History:
 
     def record(self, rows: Sequence[dict[str, Any]]) -> None:
         """Append history rows in one commit."""
-        self._store.insert(HISTORY, rows, HISTORY_SCHEMA)
+        self._store.insert(HISTORY, rows, history_schema())
 
     def rows(self, where: str) -> list[dict[str, Any]]:
         """History rows matching ``where``, oldest first."""

@@ -7,12 +7,13 @@ each change in the history table in the same call.
 
 from __future__ import annotations
 
+import functools
 import json
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import consistency
 from . import history as hist
@@ -42,6 +43,9 @@ from .retrieval import CANDIDATES, DEFAULT_MODE, check_mode, cosine_scores, fuse
 from .scoping import SCOPE_KEYS, build_filters_and_metadata, validate_id
 from .store import HIDDEN_COLUMNS, MEMORIES, Store, backoff, memories_schema
 
+if TYPE_CHECKING:
+    import pyarrow as pa
+
 _ID_CHUNK = 500
 _SEARCHES = ThreadPoolExecutor(max_workers=4, thread_name_prefix="lancemem-search")
 _UPDATE_ATTEMPTS = 8
@@ -58,11 +62,17 @@ class Memory:
         self.search_mode = check_mode(search_mode)
         self.history_log = hist.History(store)
         self._defaults = {key: validate_id(key, value) for key, value in (defaults or {}).items()}
-        self._schema = memories_schema(embedder.dim)
-        # What callers may see of a row: everything but vectors and typed views.
-        self._item_columns = [n for n in self._schema.names if n not in HIDDEN_COLUMNS]
         self._opened = False
         self._open_lock = threading.Lock()
+
+    @functools.cached_property
+    def _schema(self) -> pa.Schema:
+        return memories_schema(self.embedder.dim)  # built on first use: pyarrow loads slowly
+
+    @functools.cached_property
+    def _item_columns(self) -> list[str]:
+        """What callers may see of a row: everything but vectors and typed views."""
+        return [n for n in self._schema.names if n not in HIDDEN_COLUMNS]
 
     @classmethod
     def from_settings(cls, settings: Settings, *, embedder: Embedder | None = None) -> Memory:

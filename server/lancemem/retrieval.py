@@ -16,10 +16,12 @@ conversations only.
 from __future__ import annotations
 
 from collections.abc import Sequence
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from .errors import ValidationError
+
+if TYPE_CHECKING:
+    import numpy as np
 
 MODES = ("hybrid", "vector", "keyword")
 DEFAULT_MODE = "hybrid"
@@ -57,6 +59,8 @@ def fuse(keyword_ids: Sequence[str], vector_ids: Sequence[str], *, k: int = RRF_
 
 def cosine_scores(vectors: np.ndarray, query: Sequence[float]) -> list[float]:
     """Cosine similarity of each row of ``vectors`` to ``query`` (0.0 for a zero row)."""
+    import numpy as np  # here: config imports this module, and start-up stays lean
+
     if not len(vectors):
         return []
     q = np.asarray(query, dtype=np.float32)

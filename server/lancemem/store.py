@@ -6,6 +6,7 @@ compiled and escaped (filters.py); this module only runs them.
 
 from __future__ import annotations
 
+import functools
 import logging
 import random
 import threading
@@ -13,12 +14,13 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, TypeVar
-
-import numpy as np
-import pyarrow as pa
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .errors import ConflictError, LanceMemError, ModelMismatchError, StorageError
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pyarrow as pa
 
 log = logging.getLogger(__name__)
 
@@ -54,9 +56,6 @@ KEEP_VERSIONS_FOR = timedelta(seconds=5)
 INDEX_CACHE_BYTES = 64 * 2**20
 METADATA_CACHE_BYTES = 32 * 2**20
 
-_TS = pa.timestamp("us", tz="UTC")
-_JSON = pa.json_(pa.utf8())
-
 
 def memories_schema(dim: int, *, vector: bool = True) -> pa.Schema:
     """The memories table: flat scope columns, JSON metadata and its typed views.
@@ -64,6 +63,9 @@ def memories_schema(dim: int, *, vector: bool = True) -> pa.Schema:
     ``search_text`` is what the full-text index and the embedding see: the
     memory with its actor in front (records.document_text).
     """
+    import pyarrow as pa  # imported on first use: it costs start-up time
+
+    ts, js = pa.timestamp("us", tz="UTC"), pa.json_(pa.utf8())
     fields = [
         pa.field("id", pa.utf8(), nullable=False),
         pa.field("memory", pa.utf8()),
@@ -74,12 +76,12 @@ def memories_schema(dim: int, *, vector: bool = True) -> pa.Schema:
         pa.field("run_id", pa.utf8()),
         pa.field("actor_id", pa.utf8()),
         pa.field("role", pa.utf8()),
-        pa.field("metadata", _JSON),
-        pa.field("meta_str", _JSON),
-        pa.field("meta_num", _JSON),
-        pa.field("meta_tags", _JSON),
-        pa.field("created_at", _TS),
-        pa.field("updated_at", _TS),
+        pa.field("metadata", js),
+        pa.field("meta_str", js),
+        pa.field("meta_num", js),
+        pa.field("meta_tags", js),
+        pa.field("created_at", ts),
+        pa.field("updated_at", ts),
     ]
     if vector:
         fields.append(vector_field(dim))
@@ -88,30 +90,44 @@ def memories_schema(dim: int, *, vector: bool = True) -> pa.Schema:
 
 def vector_field(dim: int) -> pa.Field:
     """The vector column for a model of ``dim`` dimensions."""
+    import pyarrow as pa
+
     return pa.field("vector", pa.list_(pa.float32(), dim))
 
 
-HISTORY_SCHEMA = pa.schema(
-    [
-        pa.field("id", pa.utf8(), nullable=False),
-        pa.field("memory_id", pa.utf8(), nullable=False),
-        pa.field("event", pa.utf8(), nullable=False),
-        pa.field("old_memory", pa.utf8()),
-        pa.field("new_memory", pa.utf8()),
-        pa.field("created_at", _TS),
-        pa.field("updated_at", _TS),
-        pa.field("is_deleted", pa.bool_()),
-        pa.field("actor_id", pa.utf8()),
-        pa.field("role", pa.utf8()),
-        pa.field("user_id", pa.utf8()),
-        pa.field("agent_id", pa.utf8()),
-        pa.field("run_id", pa.utf8()),
-    ]
-)
+@functools.cache
+def history_schema() -> pa.Schema:
+    """The history table: one row per ADD, UPDATE or DELETE."""
+    import pyarrow as pa
 
-META_SCHEMA = pa.schema(
-    [pa.field("key", pa.utf8(), nullable=False), pa.field("value", pa.utf8())]
-)
+    ts = pa.timestamp("us", tz="UTC")
+    return pa.schema(
+        [
+            pa.field("id", pa.utf8(), nullable=False),
+            pa.field("memory_id", pa.utf8(), nullable=False),
+            pa.field("event", pa.utf8(), nullable=False),
+            pa.field("old_memory", pa.utf8()),
+            pa.field("new_memory", pa.utf8()),
+            pa.field("created_at", ts),
+            pa.field("updated_at", ts),
+            pa.field("is_deleted", pa.bool_()),
+            pa.field("actor_id", pa.utf8()),
+            pa.field("role", pa.utf8()),
+            pa.field("user_id", pa.utf8()),
+            pa.field("agent_id", pa.utf8()),
+            pa.field("run_id", pa.utf8()),
+        ]
+    )
+
+
+@functools.cache
+def meta_schema() -> pa.Schema:
+    """The store's key/value records."""
+    import pyarrow as pa
+
+    return pa.schema(
+        [pa.field("key", pa.utf8(), nullable=False), pa.field("value", pa.utf8())]
+    )
 
 
 def compaction_targets(fragment_rows: list[int]) -> list[int]:
@@ -223,7 +239,7 @@ class Store:
 
     def _create_if_missing(self, dim: int) -> None:
         existing = set(self._table_names())
-        wanted = {MEMORIES: memories_schema(dim), HISTORY: HISTORY_SCHEMA, META: META_SCHEMA}
+        wanted = {MEMORIES: memories_schema(dim), HISTORY: history_schema(), META: meta_schema()}
         for name, schema in wanted.items():
             if name not in existing:
                 with_retries(
@@ -293,8 +309,10 @@ class Store:
 
     def set_meta(self, values: dict[str, str | None]) -> None:
         """Write meta records, replacing existing values."""
+        import pyarrow as pa
+
         data = pa.Table.from_pylist(
-            [{"key": k, "value": v} for k, v in values.items()], schema=META_SCHEMA
+            [{"key": k, "value": v} for k, v in values.items()], schema=meta_schema()
         )
         table = self.table(META)
         with_retries(
@@ -308,18 +326,23 @@ class Store:
         missing = {k: v for k, v in values.items() if k not in self.meta()}
         if not missing:  # the usual case: no commit, no new version
             return
+        import pyarrow as pa
+
         data = pa.Table.from_pylist(
-            [{"key": k, "value": v} for k, v in missing.items()], schema=META_SCHEMA
+            [{"key": k, "value": v} for k, v in missing.items()], schema=meta_schema()
         )
         table = self.table(META)
         with_retries(
             lambda: table.merge_insert("key").when_not_matched_insert_all().execute(data),
             what="writing store metadata",
         )
+
     def insert(self, name: str, rows: Sequence[dict[str, Any]], schema: pa.Schema) -> None:
         """Append rows to a table in one commit."""
         if not rows:
             return
+        import pyarrow as pa
+
         data = pa.Table.from_pylist(list(rows), schema=schema)
         table = self.table(name)
         with_retries(lambda: table.add(data), what=f"writing to {name}")
@@ -333,6 +356,8 @@ class Store:
         """
         if not rows:
             return 0
+        import pyarrow as pa
+
         data = pa.Table.from_pylist(list(rows), schema=schema)
         table = self.table(name)
 
