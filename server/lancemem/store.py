@@ -228,11 +228,11 @@ class Store:
     def open(self, *, model_name: str, dim: int, check_model: bool = True) -> None:
         """Create the tables if needed and check the store's embedding model."""
         self._create_if_missing(dim)  # also brings an older schema up to date
-        self.set_meta_defaults(
+        meta = self.set_meta_defaults(
             {"embedding_model": model_name, "embedding_dim": str(dim),
              "schema_version": SCHEMA_VERSION}
         )
-        if self.meta().get("schema_version") != SCHEMA_VERSION:
+        if meta.get("schema_version") != SCHEMA_VERSION:
             self.set_meta({"schema_version": SCHEMA_VERSION})
         if check_model:
             self.check_model(model_name=model_name, dim=dim)
@@ -321,11 +321,15 @@ class Store:
             what="writing store metadata",
         )
 
-    def set_meta_defaults(self, values: dict[str, str]) -> None:
-        """Write meta records only where no value exists yet (safe under races)."""
-        missing = {k: v for k, v in values.items() if k not in self.meta()}
+    def set_meta_defaults(self, values: dict[str, str]) -> dict[str, str]:
+        """Write meta records only where no value exists yet (safe under races).
+
+        Returns the meta records as they now stand (defaults filled in).
+        """
+        existing = self.meta()
+        missing = {k: v for k, v in values.items() if k not in existing}
         if not missing:  # the usual case: no commit, no new version
-            return
+            return existing
         import pyarrow as pa
 
         data = pa.Table.from_pylist(
@@ -336,6 +340,7 @@ class Store:
             lambda: table.merge_insert("key").when_not_matched_insert_all().execute(data),
             what="writing store metadata",
         )
+        return self.meta()
 
     def insert(self, name: str, rows: Sequence[dict[str, Any]], schema: pa.Schema) -> None:
         """Append rows to a table in one commit."""
