@@ -53,8 +53,8 @@ def fuse(keyword_ids: Sequence[str], vector_ids: Sequence[str], *, k: int = RRF_
     for ids, weight in ((keyword_ids, keyword_weight), (vector_ids, vector_weight)):
         for rank, memory_id in enumerate(ids, start=1):
             scores[memory_id] = scores.get(memory_id, 0.0) + weight / (k + rank)
-    order = {memory_id: position for position, memory_id in enumerate(scores)}
-    return sorted(scores, key=lambda memory_id: (-scores[memory_id], order[memory_id]))
+    # sorted() is stable and the dict keeps first-seen order: ties stay in that order.
+    return sorted(scores, key=lambda memory_id: -scores[memory_id])
 
 
 def cosine_scores(vectors: np.ndarray, query: Sequence[float]) -> list[float]:
