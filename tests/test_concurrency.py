@@ -151,3 +151,21 @@ def test_concurrent_updates_of_one_memory_keep_an_unbroken_history(tmp_path: Pat
         assert current["old_memory"] == previous["new_memory"], (previous, current)
     assert memory.get(memory_id, user_id="u")["memory"] == events[-1]["new_memory"]
     check_store(memory.store)
+
+
+def test_processes_opening_a_new_store_at_once_all_succeed(tmp_path: Path) -> None:
+    """Clients often start several servers on a store that does not exist yet."""
+    import subprocess
+
+    opener = ("import sys\nfrom lancemem.store import Store\n"
+              "Store(sys.argv[1]).open(model_name='test/model', dim=8)\n")
+    for trial in range(2):
+        db = tmp_path / f"db{trial}"
+        procs = [subprocess.Popen([sys.executable, "-c", opener, str(db)],
+                                  stderr=subprocess.PIPE, text=True) for _ in range(4)]
+        errors = [p.communicate(timeout=120)[1] for p in procs]
+        assert [p.returncode for p in procs] == [0] * 4, "\n".join(errors)
+        store = Store(str(db))
+        assert store.meta()["embedding_model"] == "test/model"
+        indexed = {tuple(i.columns) for i in store.table("memories").list_indices()}
+        assert {("user_id",), ("search_text",)} <= indexed

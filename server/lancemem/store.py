@@ -175,6 +175,17 @@ def with_retries(action: Callable[[], T], *, what: str) -> T:
     raise AssertionError("unreachable")
 
 
+def _unless_done_elsewhere(action: Callable[[], Any], *, done: Callable[[], bool],
+                           what: str) -> None:
+    """Run a create-if-missing step; if it fails because another process (or
+    thread) did the same meanwhile, as ``done()`` then says, that is success."""
+    try:
+        with_retries(action, what=what)
+    except (StorageError, ConflictError):
+        if not with_retries(done, what=what):
+            raise
+
+
 class Store:
     """LanceDB at ``uri`` holding the memories, history and meta tables."""
 
@@ -210,11 +221,21 @@ class Store:
         return self._db
 
     def table(self, name: str) -> Any:
-        """An open table handle (opened once, then reused)."""
+        """An open table handle (opened once, then reused).
+
+        A table another process is creating this moment can be listed before
+        it can be opened: "not found" is retried for a few seconds.
+        """
         if name not in self._tables:
-            self._tables[name] = with_retries(
-                lambda: self.db.open_table(name), what=f"opening table {name}"
-            )
+            for attempt in range(MAX_ATTEMPTS):
+                try:
+                    self._tables[name] = with_retries(
+                        lambda: self.db.open_table(name), what=f"opening table {name}")
+                    break
+                except StorageError as exc:
+                    if "not found" not in str(exc) or attempt == MAX_ATTEMPTS - 1:
+                        raise
+                    backoff(attempt)
         return self._tables[name]
 
     def exists(self) -> bool:
@@ -242,10 +263,9 @@ class Store:
         wanted = {MEMORIES: memories_schema(dim), HISTORY: history_schema(), META: meta_schema()}
         for name, schema in wanted.items():
             if name not in existing:
-                with_retries(
+                _unless_done_elsewhere(
                     lambda n=name, s=schema: self.db.create_table(n, schema=s, exist_ok=True),
-                    what=f"creating table {name}",
-                )
+                    done=lambda n=name: n in self._table_names(), what=f"creating table {name}")
         self._add_search_text()
         self.ensure_indexes()
 
@@ -268,21 +288,21 @@ class Store:
         """Scalar indexes on the scope columns and history's memory_id; full text on search_text."""
         from lancedb.index import FTS, BTree
 
-        wanted = [(MEMORIES, column) for column in INDEXED_COLUMNS] + [(HISTORY, "memory_id")]
-        for name, column in wanted:
+        # English stemming and stop words for search_text; rows written later
+        # are scanned until compaction folds them into the index.
+        wanted = [(MEMORIES, (column,), BTree()) for column in INDEXED_COLUMNS]
+        wanted += [(HISTORY, ("memory_id",), BTree()), (MEMORIES, (SEARCH_TEXT,), FTS())]
+        for name, columns, config in wanted:
             table = self.table(name)
-            have = {tuple(index.columns) for index in table.list_indices()}
-            if (column,) not in have:
-                with_retries(
-                    lambda t=table, c=column: t.create_index(c, config=BTree(), replace=False),
-                    what=f"indexing {name}.{column}",
-                )
-        table = self.table(MEMORIES)
-        if (SEARCH_TEXT,) not in {tuple(index.columns) for index in table.list_indices()}:
-            # English stemming and stop words; rows written later are scanned
-            # until compaction folds them into the index.
-            with_retries(lambda: table.create_index(SEARCH_TEXT, config=FTS(), replace=False),
-                         what=f"indexing {MEMORIES}.{SEARCH_TEXT} for full-text search")
+
+            def indexed(t: Any = table, c: tuple[str, ...] = columns) -> bool:
+                return c in {tuple(index.columns) for index in t.list_indices()}
+
+            if not indexed():
+                _unless_done_elsewhere(
+                    lambda t=table, c=columns[0], k=config: t.create_index(c, config=k,
+                                                                           replace=False),
+                    done=indexed, what=f"indexing {name}.{columns[0]}")
 
     def check_model(self, *, model_name: str, dim: int) -> None:
         """Raise ModelMismatchError unless the store was built with this model."""
