@@ -11,11 +11,12 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
+from lancemem import snapshot
 from lancemem.config import load_settings
 from lancemem.errors import ValidationError
 from lancemem.memory import Memory
 from lancemem.records import document_text
-from lancemem.retrieval import MODES, check_mode, cosine_scores, fuse
+from lancemem.retrieval import MODES, check_mode, cosine_scores, fuse, top_cosine
 from lancemem.store import MEMORIES, SEARCH_TEXT, Store, memories_schema
 
 # --- pure logic ---------------------------------------------------------------
@@ -57,6 +58,14 @@ def test_cosine_scores() -> None:
     scores = cosine_scores(vectors, [1.0, 1.0])
     assert [round(x, 6) for x in scores] == [round(1 / math.sqrt(2), 6), 1.0, 0.0]
     assert cosine_scores(np.zeros((0, 2), dtype=np.float32), [1.0, 0.0]) == []
+
+
+def test_top_cosine_orders_by_similarity_ties_in_row_order() -> None:
+    vectors = np.array([[1.0, 0.0], [0.0, 1.0], [2.0, 0.0], [1.0, 1.0]], dtype=np.float32)
+    best, scores = top_cosine(vectors, [1.0, 0.0], 3)
+    assert best == [0, 2, 3]  # rows 0 and 2 tie at 1.0: row order decides
+    assert [round(x, 6) for x in scores] == [1.0, 0.0, 1.0, round(1 / math.sqrt(2), 6)]
+    assert top_cosine(np.zeros((0, 2), dtype=np.float32), [1.0, 0.0], 3) == ([], [])
 
 
 def test_document_text_puts_the_actor_first() -> None:
@@ -184,3 +193,52 @@ def test_version_1_store_gains_search_text(db_path: Path, real_embedder: Any) ->
                       "I bought a violin": "I bought a violin"}
     assert texts(old.search("Dana piano", user_id="u", mode="keyword")) == ["I sold my old piano"]
     assert old.store.meta()["schema_version"] == "2"
+
+
+def test_scopes_too_large_to_read_whole_rank_alike(memory: Memory,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past FLAT_ROWS a scope is ranked by Lance's own exact scan; same results."""
+    topics = ["river", "garden", "violin", "salad", "mountain", "invoice", "puppy"]
+    memory.add_many({"text": f"note {n} about the {topics[n % 7]} and the {topics[n % 5]}",
+                     "user_id": "u"} for n in range(70))
+    memory.add("note about the river and the garden", user_id="other")
+    queries = [("river garden", 5), ("a song played on strings", 60), ("puppy", 10)]
+
+    def run() -> list[list[tuple[str, float]]]:
+        return [[(item["id"], item["score"]) for item in
+                 memory.search(query, user_id="u", mode=mode, limit=limit)["results"]]
+                for query, limit in queries for mode in MODES]
+
+    read_whole = run()
+    calls: list[int] = []
+    scan = snapshot.Snapshot.nearest
+
+    def counted(self: snapshot.Snapshot, *args: Any, **kwargs: Any) -> snapshot.Ranked:
+        calls.append(1)
+        return scan(self, *args, **kwargs)
+
+    monkeypatch.setattr(snapshot, "FLAT_ROWS", 10)
+    monkeypatch.setattr(snapshot.Snapshot, "nearest", counted)
+    for by_lance, whole in zip(run(), read_whole, strict=True):
+        assert [memory_id for memory_id, _ in by_lance] == [memory_id for memory_id, _ in whole]
+        assert all(math.isclose(a, b, abs_tol=1e-5)  # float32 sums in another order
+                   for (_, a), (_, b) in zip(by_lance, whole, strict=True))
+    assert len(calls) == 2 * len(queries)  # the vector and hybrid searches
+    assert all(len(found) == min(limit, 70) for found, (_, limit)
+               in zip(read_whole[1::3], queries, strict=True))
+
+
+def test_search_sees_other_handles_writes_at_once(db_path: Path, real_embedder: Any) -> None:
+    reader = Memory(store=Store(str(db_path)), embedder=real_embedder)
+    writer = Memory(store=Store(str(db_path)), embedder=real_embedder)
+    writer.add("the spare key is under the blue flowerpot", user_id="u")
+    for mode in MODES:
+        assert texts(reader.search("spare key", user_id="u", mode=mode)) == [
+            "the spare key is under the blue flowerpot"], mode
+    memory_id = writer.search("spare key", user_id="u")["results"][0]["id"]
+    writer.update(memory_id, text="the spare key is with the neighbour", user_id="u")
+    assert texts(reader.search("spare key", user_id="u")) == [
+        "the spare key is with the neighbour"]
+    writer.delete(memory_id, user_id="u")
+    for mode in MODES:
+        assert reader.search("spare key", user_id="u", mode=mode)["results"] == [], mode

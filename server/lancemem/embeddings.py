@@ -121,7 +121,7 @@ class FastEmbedder:
     """A fastembed TextEmbedding that loads once, on first use, under a lock."""
 
     def __init__(self, model_name: str = DEFAULT_MODEL, *, cache_dir: str | Path,
-                 batch_size: int = 16) -> None:
+                 batch_size: int = 16, threads: int | None = None) -> None:
         dim = known_dim(model_name)
         if dim is None:
             raise EmbeddingError(
@@ -133,6 +133,7 @@ class FastEmbedder:
         self._dim = dim
         self._cache_dir = Path(cache_dir)
         self._batch_size = batch_size
+        self._threads = threads  # onnxruntime's threads per call; None: one per core
         self._model: Any = None
         self._lock = threading.Lock()
 
@@ -165,8 +166,9 @@ class FastEmbedder:
             if self._model_name == DEFAULT_MODEL:
                 path = assemble_bundled_model(self._cache_dir)
                 return TextEmbedding(self._model_name, specific_model_path=str(path),
-                                     local_files_only=True)
-            return TextEmbedding(self._model_name, cache_dir=str(self._cache_dir))
+                                     local_files_only=True, threads=self._threads)
+            return TextEmbedding(self._model_name, cache_dir=str(self._cache_dir),
+                                 threads=self._threads)
         except EmbeddingError:
             raise
         except Exception as exc:  # fastembed raises bare exceptions of many kinds

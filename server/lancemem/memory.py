@@ -39,15 +39,17 @@ from .records import (
     text_hash,
     to_item,
 )
-from .retrieval import CANDIDATES, DEFAULT_MODE, check_mode, cosine_scores, fuse
+from .retrieval import CANDIDATES, DEFAULT_MODE, check_mode, cosine_scores, fuse, top_cosine
 from .scoping import SCOPE_KEYS, build_filters_and_metadata, validate_id
+from .snapshot import Ranked, Snapshot
 from .store import HIDDEN_COLUMNS, MEMORIES, Store, backoff, memories_schema
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
 _ID_CHUNK = 500
-_SEARCHES = ThreadPoolExecutor(max_workers=4, thread_name_prefix="lancemem-search")
+# Reads that overlap the query's embedding within one search.
+_WORKERS = ThreadPoolExecutor(max_workers=4, thread_name_prefix="lancemem-worker")
 _UPDATE_ATTEMPTS = 8
 
 
@@ -75,9 +77,13 @@ class Memory:
         return [n for n in self._schema.names if n not in HIDDEN_COLUMNS]
 
     @classmethod
-    def from_settings(cls, settings: Settings, *, embedder: Embedder | None = None) -> Memory:
-        """Build a Memory from Settings; nothing is opened or loaded until first use."""
-        model = embedder or FastEmbedder(settings.embedding_model,
+    def from_settings(cls, settings: Settings, *, embedder: Embedder | None = None,
+                      embedding_threads: int | None = None) -> Memory:
+        """Build a Memory from Settings; nothing is opened or loaded until first use.
+
+        ``embedding_threads`` caps the model's threads per call (None: one per core).
+        """
+        model = embedder or FastEmbedder(settings.embedding_model, threads=embedding_threads,
                                          cache_dir=settings.model_cache_dir)
         return cls(store=Store(settings.db), embedder=model, defaults=settings.scope_defaults(),
                    search_mode=settings.search_mode)
@@ -233,25 +239,44 @@ class Memory:
         )
         where = compile_where(query_filters)
         self.ensure_open()
-        depth = limit if chosen == "vector" else max(limit, CANDIDATES)
-        # The keyword query needs no vector: it runs while the query is embedded.
-        keyword = None if chosen == "vector" else _SEARCHES.submit(
-            self.store.keyword_search, text, where, limit=depth, columns=self._item_columns)
+        snapshot = Snapshot(self.store.dataset(MEMORIES))
+        depth = max(limit, CANDIDATES) if chosen == "hybrid" else limit
+        # Neither read needs the query's vector: both run while it is embedded.
+        scope = None if chosen == "keyword" else _WORKERS.submit(snapshot.scope_vectors, where)
+        keyword = None if chosen == "vector" else _WORKERS.submit(
+            snapshot.keyword, text, where, limit=depth)
         vector = self.embedder.embed_query(text)
-        by_meaning = [] if chosen == "keyword" else self.store.vector_search(
-            vector, where, limit=depth, columns=self._item_columns)
-        by_words, word_vectors = ([], None) if keyword is None else keyword.result()
-        scores = {row["id"]: 1.0 - float(row["_distance"]) for row in by_meaning}
-        if word_vectors is not None:
-            scores.update(zip([row["id"] for row in by_words],
-                              cosine_scores(word_vectors, vector), strict=True))
-        rows = {row["id"]: row for row in [*by_words, *by_meaning]}
-        ranked = fuse([row["id"] for row in by_words], [row["id"] for row in by_meaning])
-        items = [to_item(rows[memory_id], score=scores[memory_id])
-                 for memory_id in ranked[:limit]]
+        by_meaning, scores = Ranked([]), {}
+        if scope is not None:
+            by_meaning, scores = self._rank_by_meaning(snapshot, scope.result(), vector,
+                                                       where, depth)
+        by_words = Ranked([]) if keyword is None else keyword.result()
+        ranked = fuse(by_words.row_ids, by_meaning.row_ids)[:limit]
+        unscored = any(row_id not in scores for row_id in ranked)
+        columns = [*self._item_columns, "vector"] if unscored else self._item_columns
+        rows = snapshot.rows(ranked, columns)
+        if unscored:
+            scores.update(zip(ranked, cosine_scores([row.pop("vector") for row in rows], vector),
+                              strict=True))
+        items = [to_item(row, score=scores[row["_rowid"]]) for row in rows]
         if minimum is not None:
             items = [item for item in items if item["score"] >= minimum]
         return {"results": items}
+
+    @staticmethod
+    def _rank_by_meaning(snapshot: Snapshot, flat: tuple[list[int], Any] | None,
+                         vector: list[float], where: str,
+                         depth: int) -> tuple[Ranked, dict[int, float]]:
+        """The scope's top ``depth`` row ids by cosine, and every score computed."""
+        if flat is None:  # a scope too large to read whole: Lance's exact scan
+            import numpy as np
+
+            found = snapshot.nearest(np.asarray(vector, dtype=np.float32), where, limit=depth)
+            return found, dict(zip(found.row_ids, found.scores or [], strict=True))
+        row_ids, matrix = flat
+        best, scores = top_cosine(matrix, vector, depth)
+        return (Ranked([row_ids[i] for i in best], [scores[i] for i in best]),
+                dict(zip(row_ids, scores, strict=True)))
 
     def get_all(self, *, user_id: str | None = None, agent_id: str | None = None,
                 run_id: str | None = None, actor_id: str | None = None,

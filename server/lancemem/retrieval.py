@@ -15,14 +15,15 @@ conversations only.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Hashable, Sequence
+from typing import TYPE_CHECKING, TypeVar
 
 from .errors import ValidationError
 
 if TYPE_CHECKING:
     import numpy as np
 
+K = TypeVar("K", bound=Hashable)
 MODES = ("hybrid", "vector", "keyword")
 DEFAULT_MODE = "hybrid"
 RRF_K = 5
@@ -41,15 +42,15 @@ def check_mode(mode: object) -> str:
     )
 
 
-def fuse(keyword_ids: Sequence[str], vector_ids: Sequence[str], *, k: int = RRF_K,
+def fuse(keyword_ids: Sequence[K], vector_ids: Sequence[K], *, k: int = RRF_K,
          keyword_weight: float = KEYWORD_WEIGHT,
-         vector_weight: float = VECTOR_WEIGHT) -> list[str]:
+         vector_weight: float = VECTOR_WEIGHT) -> list[K]:
     """Ids ordered by weighted reciprocal-rank fusion of two rankings, best first.
 
     Each list adds ``weight / (k + rank)`` (rank from 1) to its ids; ties keep
     the keyword ranking's order, then the vector ranking's.
     """
-    scores: dict[str, float] = {}
+    scores: dict[K, float] = {}
     for ids, weight in ((keyword_ids, keyword_weight), (vector_ids, vector_weight)):
         for rank, memory_id in enumerate(ids, start=1):
             scores[memory_id] = scores.get(memory_id, 0.0) + weight / (k + rank)
@@ -57,13 +58,30 @@ def fuse(keyword_ids: Sequence[str], vector_ids: Sequence[str], *, k: int = RRF_
     return sorted(scores, key=lambda memory_id: -scores[memory_id])
 
 
-def cosine_scores(vectors: np.ndarray, query: Sequence[float]) -> list[float]:
+def cosine_scores(vectors: np.ndarray | Sequence[Sequence[float]],
+                  query: Sequence[float]) -> list[float]:
     """Cosine similarity of each row of ``vectors`` to ``query`` (0.0 for a zero row)."""
+    return [float(score) for score in _cosine(vectors, query)]
+
+
+def top_cosine(vectors: np.ndarray, query: Sequence[float],
+               k: int) -> tuple[list[int], list[float]]:
+    """Positions of the ``k`` rows of ``vectors`` most similar to ``query``, best
+    first (ties in row order), and every row's cosine similarity (by position)."""
+    import numpy as np
+
+    scores = _cosine(vectors, query)
+    return np.argsort(-scores, kind="stable")[:k].tolist(), scores.tolist()
+
+
+def _cosine(vectors: np.ndarray | Sequence[Sequence[float]],
+            query: Sequence[float]) -> np.ndarray:
     import numpy as np  # here: config imports this module, and start-up stays lean
 
+    vectors = np.asarray(vectors, dtype=np.float32)
     if not len(vectors):
-        return []
+        return np.zeros(0, dtype=np.float32)
     q = np.asarray(query, dtype=np.float32)
     norms = np.linalg.norm(vectors, axis=1) * float(np.linalg.norm(q))
     dots = vectors @ q
-    return [float(d / n) if n else 0.0 for d, n in zip(dots, norms, strict=True)]
+    return np.divide(dots, norms, out=np.zeros_like(dots), where=norms != 0)
