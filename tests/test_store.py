@@ -59,3 +59,14 @@ def test_commit_conflicts_are_retried_then_reported(monkeypatch) -> None:
     with pytest.raises(ConflictError) as info:
         with_retries(always, what="writing")
     assert info.value.code == "STORAGE_002"
+
+
+def test_a_table_left_half_created_is_created_again(tmp_path: Path) -> None:
+    """A process killed while creating a new store leaves a table directory
+    with no version in it; the next open must not fail on it forever."""
+    db = tmp_path / "db"
+    (db / "lancemem_meta.lance" / "_versions").mkdir(parents=True)
+    store = Store(str(db))
+    store.open(model_name="test/model", dim=8)
+    assert store.meta()["embedding_model"] == "test/model"
+    assert set(store._table_names()) == {"memories", "history", "lancemem_meta"}

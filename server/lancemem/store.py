@@ -291,12 +291,28 @@ class Store:
         existing = set(self._table_names())
         wanted = {MEMORIES: memories_schema(dim), HISTORY: history_schema(), META: meta_schema()}
         for name, schema in wanted.items():
-            if name not in existing:
-                _unless_done_elsewhere(
-                    lambda n=name, s=schema: self.db.create_table(n, schema=s, exist_ok=True),
-                    done=lambda n=name: n in self._table_names(), what=f"creating table {name}")
+            if name in existing:
+                try:
+                    self.table(name)
+                    continue
+                except StorageError as exc:
+                    if "not found" not in str(exc):
+                        raise
+                    # Listed but never openable: a process stopped while creating it.
+                    log.warning("table %s in %s was left half-created; creating it again",
+                                name, self.uri)
+            _unless_done_elsewhere(
+                lambda n=name, s=schema: self.db.create_table(n, schema=s, exist_ok=True),
+                done=lambda n=name: self._opens(n), what=f"creating table {name}")
         self._add_search_text()
         self.ensure_indexes()
+
+    def _opens(self, name: str) -> bool:
+        try:
+            self.db.open_table(name)
+            return True
+        except (ValueError, RuntimeError, OSError):
+            return False
 
     def _add_search_text(self) -> None:
         """Give a version-1 store its search_text column, filled from each row."""
