@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -22,6 +24,7 @@ def reopen(db: Path, embedder: Any) -> Memory:
 def test_add_without_history_gets_its_add(db_path: Path, real_embedder: Any) -> None:
     memory = reopen(db_path, real_embedder)
     added = memory.add("crashed right after the write", user_id="u")["results"][0]
+    memory.history_log.flush()  # its history row is written in the background
     memory.store.delete(HISTORY, f"memory_id = '{added['id']}'")  # the crash's gap
     assert len(missing_history(memory.store)) == 1
     fresh = reopen(db_path, real_embedder)
@@ -34,6 +37,7 @@ def test_add_without_history_gets_its_add(db_path: Path, real_embedder: Any) -> 
 def test_update_without_history_gets_its_update(db_path: Path, real_embedder: Any) -> None:
     memory = reopen(db_path, real_embedder)
     added = memory.add("old text", user_id="u")["results"][0]
+    memory.history_log.flush()
     row = memory.store.select(MEMORIES, f"id = '{added['id']}'")[0]
     row.update(memory="new text", updated_at=datetime.now(UTC))
     memory.store.upsert(MEMORIES, [row], memory._schema)  # written, history not yet
@@ -47,6 +51,7 @@ def test_update_without_history_gets_its_update(db_path: Path, real_embedder: An
 def test_delete_without_history_gets_its_delete(db_path: Path, real_embedder: Any) -> None:
     memory = reopen(db_path, real_embedder)
     added = memory.add("deleted mid-way", user_id="u")["results"][0]
+    memory.history_log.flush()
     memory.store.delete(MEMORIES, f"id = '{added['id']}'")  # deleted, history not yet
     fresh = reopen(db_path, real_embedder)
     events = fresh.history(added["id"], user_id="u")["results"]
@@ -58,6 +63,7 @@ def test_delete_without_history_gets_its_delete(db_path: Path, real_embedder: An
 def test_repair_is_idempotent_and_races_collapse(db_path: Path, real_embedder: Any) -> None:
     memory = reopen(db_path, real_embedder)
     added = memory.add("written twice", user_id="u")["results"][0]
+    memory.history_log.flush()
     rows = memory.store.select(HISTORY, None)
     memory.store.delete(HISTORY, "true")
     assert repair(memory.store) == 1
@@ -76,5 +82,25 @@ def test_a_healthy_store_needs_no_repair(db_path: Path, real_embedder: Any) -> N
     memory.update(ids[0], text="a2", user_id="u")
     memory.update(ids[0], metadata={"k": 1}, user_id="u")
     memory.delete(ids[1], user_id="u")
+    memory.history_log.flush()
     assert missing_history(memory.store) == []
     assert set(check_store(memory.store)) == {ids[0], ids[2]}
+
+
+def test_history_is_readable_at_once_and_written_before_exit(db_path: Path,
+                                                            real_embedder: Any) -> None:
+    """History rows commit after the call returns: the process's own reads wait
+    for them, and a process that exits right after a write still leaves them."""
+    memory = reopen(db_path, real_embedder)
+    memory_id = memory.add("remembered", user_id="u")["results"][0]["id"]
+    memory.update(memory_id, text="remembered again", user_id="u")
+    assert [e["event"] for e in memory.history(memory_id, user_id="u")["results"]] == [
+        "ADD", "UPDATE"]
+    writer = ("import sys\nfrom lancemem.config import load_settings\n"
+              "from lancemem.memory import Memory\n"
+              "memory = Memory.from_settings(load_settings({'db': sys.argv[1]}))\n"
+              "memory.delete(sys.argv[2], user_id='u')\n")
+    subprocess.run([sys.executable, "-c", writer, str(db_path), memory_id], check=True)
+    events = memory.store.select(HISTORY, f"memory_id = '{memory_id}'")
+    assert sorted(e["event"] for e in events) == ["ADD", "DELETE", "UPDATE"]
+    check_store(memory.store)

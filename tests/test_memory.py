@@ -69,6 +69,12 @@ def test_exact_duplicate_in_same_scope_is_not_stored_twice(memory: Memory) -> No
     other_scope = memory.add("Allergic to peanuts", user_id="alice", agent_id="x")["results"][0]
     assert other_scope["event"] == "ADD" and other_scope["id"] != first["id"]
     assert len(memory.get_all(user_id="alice")["results"]) == 2
+    # The same text in a narrower scope only is not a duplicate in the broader one.
+    memory.add("Walks the dog at six", user_id="alice", agent_id="x", run_id="r")
+    broader = memory.add("Walks the dog at six", user_id="alice")["results"][0]
+    assert broader["event"] == "ADD"
+    assert memory.add("Walks the dog at six", user_id="alice")["results"][0]["id"] == (
+        broader["id"])
     twice_in_one_call = memory.add(["Likes tea", "Likes tea"], user_id="bob")["results"]
     assert [r["event"] for r in twice_in_one_call] == ["ADD", "NONE"]
 

@@ -1,9 +1,15 @@
 """The history table: an append-only record of every ADD, UPDATE and DELETE.
 
 Rows carry the memory's user/agent/run ids so that history is scoped exactly
-like memories. Memory writes its history rows in the same operation as the
-change they describe, always after the change itself, so a crash in between
-leaves a change without its history row, never a row without its change.
+like memories. Memory hands over a change's history rows once the change
+itself is committed, so a crash in between leaves a change without its
+history row, never a row without its change; the repair on the next open
+(consistency.py) writes such rows.
+
+The rows are committed by a background writer, after the call that made the
+change has returned: a single add then waits for one commit, not two. Pending
+rows are batched into one commit. Reading history in the same process waits
+for them first (``flush``); the interpreter waits for them at exit.
 
 Row ids are derived from the change (memory id, event, and for updates the
 new ``updated_at``), so the repair that fills a missing row (consistency.py)
@@ -12,8 +18,11 @@ and a slow writer that fills it too produce the same row; readers keep one.
 
 from __future__ import annotations
 
+import logging
+import threading
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime
 from typing import Any
 
@@ -22,6 +31,9 @@ from .store import HISTORY, Store, history_schema
 ADD, UPDATE, DELETE = "ADD", "UPDATE", "DELETE"
 _EVENT_ORDER = {ADD: 0, UPDATE: 1, DELETE: 2}
 _NAMESPACE = uuid.UUID("8d0f6c2e-5b7a-4c61-9a35-3f1e2b7d9c40")
+# One writer thread for every History: commits land in the order handed over.
+_WRITER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lancemem-history")
+log = logging.getLogger(__name__)
 
 
 def event_id(memory_id: str, event: str, updated_at: datetime | None = None) -> str:
@@ -77,11 +89,42 @@ class History:
 
     def __init__(self, store: Store) -> None:
         self._store = store
+        self._pending: list[dict[str, Any]] = []
+        self._lock = threading.Lock()
+        self._last: Future[None] | None = None
 
     def record(self, rows: Sequence[dict[str, Any]]) -> None:
-        """Append history rows in one commit."""
+        """Append history rows in one commit, now."""
         self._store.insert(HISTORY, rows, history_schema())
 
+    def record_soon(self, rows: Sequence[dict[str, Any]]) -> None:
+        """Append history rows from the background writer; returns at once."""
+        with self._lock:
+            self._pending.extend(rows)
+            self._last = _WRITER.submit(self._drain)
+
+    def _drain(self) -> None:
+        with self._lock:
+            rows, self._pending = self._pending, []
+        if not rows:  # an earlier drain took them
+            return
+        try:
+            self.record(rows)
+        except Exception as exc:  # kept for the next drain; a restart repairs them too
+            log.warning("could not write %d history row(s) yet: %s", len(rows), exc)
+            with self._lock:
+                self._pending[:0] = rows
+
+    def flush(self) -> None:
+        """Wait until the rows handed over so far are committed (or failed again)."""
+        with self._lock:
+            if self._pending:
+                self._last = _WRITER.submit(self._drain)
+            last = self._last
+        if last is not None:
+            last.result()
+
     def rows(self, where: str) -> list[dict[str, Any]]:
-        """History rows matching ``where``, oldest first."""
+        """History rows matching ``where``, oldest first (this process's included)."""
+        self.flush()
         return ordered(self._store.select(HISTORY, where))

@@ -32,7 +32,8 @@ from .records import (
     Plan,
     chunks,
     document_text,
-    exact_scope,
+    duplicate_query,
+    in_scope,
     new_row,
     scope_key,
     split_record,
@@ -48,8 +49,10 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
 _ID_CHUNK = 500
-# Reads that overlap the query's embedding within one search.
+# Reads and embeddings that overlap within one call (a search reads while it
+# embeds the query; a small add embeds while it looks for duplicates).
 _WORKERS = ThreadPoolExecutor(max_workers=4, thread_name_prefix="lancemem-worker")
+EAGER_EMBED = 16  # adds of up to this many texts embed them before the duplicate check
 _UPDATE_ATTEMPTS = 8
 
 
@@ -166,7 +169,17 @@ class Memory:
         return Plan(items, scope, custom, filters.get("actor_id"))
 
     def _commit(self, plans: list[Plan]) -> list[list[dict[str, Any]]]:
-        """Store planned messages, skipping text already in the same scope."""
+        """Store planned messages, skipping text already in the same scope.
+
+        A small add embeds its texts while the duplicates are looked up (a
+        duplicate's embedding is wasted); a batch looks first and embeds only
+        what is new, so that re-running an import costs no embedding.
+        """
+        eager = None
+        if sum(len(plan.messages) for plan in plans) <= EAGER_EMBED:
+            documents = list(dict.fromkeys(document_text(m.content, m.name or plan.actor)
+                                           for plan in plans for m in plan.messages))
+            eager = _WORKERS.submit(self._embed_documents, documents)
         wanted: dict[tuple[Any, ...], set[str]] = {}
         for plan in plans:
             wanted.setdefault(scope_key(plan), set()).update(
@@ -194,25 +207,30 @@ class Memory:
                 results.append({"id": row["id"], "memory": row["memory"], "event": "ADD",
                                 **scope_fields, **attribution})
             out.append(results)
-        self._write_new(rows, now)
+        self._write_new(rows, now, embedded=eager.result() if eager and rows else None)
         return out
 
+    def _embed_documents(self, documents: list[str]) -> dict[str, list[float]]:
+        return dict(zip(documents, self.embedder.embed_documents(documents), strict=True))
+
     def _existing_hashes(self, scope: Mapping[str, Any], hashes: set[str]) -> dict[str, str]:
-        wanted = ", ".join(sql_string(h) for h in sorted(hashes))
-        where = f"{exact_scope(scope)} AND hash IN ({wanted})"
+        where = duplicate_query(scope, hashes)
         if self.store.count(MEMORIES, where) == 0:  # the usual case, and a cheaper query
             return {}
-        rows = self.store.select(MEMORIES, where, columns=["id", "hash"])
-        return {row["hash"]: row["id"] for row in rows}
+        rows = self.store.select(MEMORIES, where, columns=["id", "hash", *SCOPE_KEYS])
+        return {row["hash"]: row["id"] for row in rows if in_scope(row, scope)}
 
-    def _write_new(self, rows: list[dict[str, Any]], now: datetime) -> None:
+    def _write_new(self, rows: list[dict[str, Any]], now: datetime, *,
+                   embedded: Mapping[str, list[float]] | None = None) -> None:
         if not rows:
             return
-        vectors = self.embedder.embed_documents([row["search_text"] for row in rows])
+        documents = [row["search_text"] for row in rows]
+        vectors = ([embedded[d] for d in documents] if embedded is not None
+                   else self.embedder.embed_documents(documents))
         for row, vector in zip(rows, vectors, strict=True):
             row["vector"] = vector
         self.store.insert(MEMORIES, rows, self._schema)
-        self.history_log.record(
+        self.history_log.record_soon(
             [hist.history_row(memory=row, event=hist.ADD, old_memory=None,
                               new_memory=row["memory"], now=now) for row in rows]
         )
@@ -352,7 +370,7 @@ class Memory:
             # Compare-and-swap: replace the row only if nobody changed it since.
             unchanged = f"target.updated_at = {sql_timestamp(read_at)}"
             if self.store.upsert(MEMORIES, [row], self._schema, only_if=unchanged):
-                self.history_log.record(
+                self.history_log.record_soon(
                     [hist.history_row(memory=row, event=hist.UPDATE, old_memory=old_text,
                                       new_memory=row["memory"], now=row["updated_at"])])
                 return to_item(row)
@@ -386,7 +404,7 @@ class Memory:
             chunk = rows[start:start + _ID_CHUNK]
             wanted = ", ".join(sql_string(row["id"]) for row in chunk)
             self.store.delete(MEMORIES, f"id IN ({wanted})")
-            self.history_log.record(
+            self.history_log.record_soon(
                 [hist.history_row(memory=row, event=hist.DELETE, old_memory=row["memory"],
                                   new_memory=None, now=now) for row in chunk]
             )
@@ -408,6 +426,7 @@ class Memory:
 
     def reset(self) -> None:
         """Delete every memory and all history, for every scope."""
+        self.history_log.flush()
         self.store.reset()
         self._opened = False
         self.ensure_open()

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -87,13 +87,22 @@ def to_item(row: Mapping[str, Any], *, score: float | None = None) -> dict[str, 
     return item
 
 
-def exact_scope(scope: Mapping[str, str | None]) -> str:
-    """Rows in exactly this scope (absent ids must be NULL), for deduplication."""
-    parts = [
-        f"{key} = {sql_string(scope[key])}" if scope.get(key) else f"{key} IS NULL"
-        for key in SCOPE_KEYS
-    ]
-    return " AND ".join(parts)
+def duplicate_query(scope: Mapping[str, str | None], hashes: Iterable[str]) -> str:
+    """Rows that may hold one of these text hashes in exactly this scope.
+
+    Only the ids the scope has narrow the query; rows whose other ids are
+    set must be dropped by the caller (``in_scope``). ``agent_id IS NULL``
+    matches most rows, and through the index it cost ten times what it
+    saved (7.5 ms against 0.7 ms at 100,000 rows).
+    """
+    wanted = ", ".join(sql_string(h) for h in sorted(hashes))
+    given = [f"{key} = {sql_string(scope[key])}" for key in SCOPE_KEYS if scope.get(key)]
+    return " AND ".join([f"hash IN ({wanted})", *given])
+
+
+def in_scope(row: Mapping[str, Any], scope: Mapping[str, str | None]) -> bool:
+    """Whether a row belongs to exactly this scope (absent ids absent there too)."""
+    return all(row.get(key) == (scope.get(key) or None) for key in SCOPE_KEYS)
 
 
 def scope_key(plan: Plan) -> tuple[Any, ...]:
