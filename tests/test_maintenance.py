@@ -9,6 +9,9 @@ import sys
 from datetime import timedelta
 from pathlib import Path
 
+import pytest
+
+from lancemem import store as store_module
 from lancemem.memory import Memory
 from lancemem.store import HISTORY, MEMORIES, SLACK_FRAGMENTS, Store
 from tests.embedders import HashEmbedder
@@ -31,6 +34,28 @@ def test_background_compaction_bounds_fragments(tmp_path: Path) -> None:
     for i in range(60):
         uncompacted.add(f"single add number {i}", user_id="u")
     assert fragments(uncompacted.store, MEMORIES) == 60
+    check_store(memory.store)
+
+
+def test_new_rows_are_indexed_in_batches(tmp_path: Path,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """Compaction merges fragments every few commits but indexes new rows only
+    once INDEX_AFTER_ROWS of them wait; until then queries still find them."""
+    monkeypatch.setattr(store_module, "INDEX_AFTER_ROWS", 100)
+    memory = Memory(store=Store(str(tmp_path / "db")), embedder=HashEmbedder())
+    memory.ensure_open()
+    table = memory.store.table(MEMORIES)
+    for i in range(80):
+        memory.add(f"single add number {i}", user_id="u")
+    memory.store.wait_for_compaction()
+    assert fragments(memory.store, MEMORIES) < 80  # merged...
+    assert memory.store._unindexed_rows(table) == 80  # ...but not indexed yet
+    found = memory.search("number 42", user_id="u", mode="keyword", limit=1)["results"]
+    assert found[0]["memory"] == "single add number 42"
+    for i in range(80, 280):
+        memory.add(f"single add number {i}", user_id="u")
+    memory.store.wait_for_compaction()
+    assert memory.store._unindexed_rows(table) < 200  # indexed along the way
     check_store(memory.store)
 
 
