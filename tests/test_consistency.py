@@ -12,6 +12,7 @@ from lancemem import history as hist
 from lancemem.consistency import missing_history, repair
 from lancemem.memory import Memory
 from lancemem.store import HISTORY, MEMORIES, Store
+from tests.embedders import HashEmbedder
 from tests.invariants import check_store
 
 
@@ -104,3 +105,28 @@ def test_history_is_readable_at_once_and_written_before_exit(db_path: Path,
     events = memory.store.select(HISTORY, f"memory_id = '{memory_id}'")
     assert sorted(e["event"] for e in events) == ["ADD", "DELETE", "UPDATE"]
     check_store(memory.store)
+
+
+def test_gaps_are_found_among_many_healthy_memories(db_path: Path) -> None:
+    """The gap search runs in Arrow over the whole store; every kind of gap is
+    found exactly once among hundreds of healthy memories."""
+    memory = Memory(store=Store(str(db_path)), embedder=HashEmbedder())
+    added = memory.add_many({"text": f"fact {n}", "user_id": f"u{n % 9}"} for n in range(300))
+    assert added["added"] == 300
+    ids = {item["memory"]: item["id"] for item in
+           memory.store.select(MEMORIES, None, columns=["memory", "id"])}
+    for n in (3, 30, 31):
+        memory.update(ids[f"fact {n}"], text=f"fact {n} revised", user_id=f"u{n % 9}")
+    memory.delete(ids["fact 40"], user_id="u4")
+    memory.history_log.flush()
+    # The gaps: no ADD for two, a lost UPDATE for one, a lost DELETE for two.
+    for n in (7, 8):
+        memory.store.delete(HISTORY, f"memory_id = '{ids[f'fact {n}']}'")
+    memory.store.delete(HISTORY, f"memory_id = '{ids['fact 30']}' AND event = 'UPDATE'")
+    memory.store.delete(MEMORIES, f"id IN ('{ids['fact 50']}', '{ids['fact 51']}')")
+    found = {(row["memory_id"], row["event"]) for row in missing_history(memory.store)}
+    assert found == {(ids["fact 7"], "ADD"), (ids["fact 8"], "ADD"),
+                     (ids["fact 30"], "UPDATE"), (ids["fact 50"], "DELETE"),
+                     (ids["fact 51"], "DELETE")}
+    assert repair(memory.store) == 5
+    assert missing_history(memory.store) == []

@@ -13,6 +13,10 @@ History is read before memories: a write that lands between the two reads can
 then only look like a missing row for a change that did happen (which the
 writer itself is about to record, under the same deterministic id), never
 like a deletion that did not.
+
+The search for gaps runs in Arrow over three narrow columns, and only the
+memories it finds are read as Python rows: every server start runs it, and
+Python rows for a million memories and their history would take gigabytes.
 """
 
 from __future__ import annotations
@@ -22,12 +26,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 from . import history as hist
+from .filters import sql_string
 from .store import HISTORY, MEMORIES, Store
 
 log = logging.getLogger(__name__)
 
 _HISTORY_COLUMNS = ["id", "memory_id", "event", "new_memory", "created_at", "actor_id", "role",
                     "user_id", "agent_id", "run_id"]
+_CHUNK = 500
 _MEMORY_COLUMNS = ["id", "memory", "created_at", "updated_at", "actor_id", "role", "user_id",
                    "agent_id", "run_id"]
 
@@ -39,10 +45,44 @@ def _latest_events(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return latest
 
 
+def _suspects(store: Store) -> set[str]:
+    """Ids of memories whose history may be missing a row: a superset of the
+    gaps, found in Arrow (newest event per memory against the memories)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    history = store.arrow(HISTORY, None, columns=["memory_id", "event", "created_at"])
+    memories = store.arrow(MEMORIES, None, columns=["id", "updated_at"])
+    rank = pc.index_in(history["event"], pa.array([hist.ADD, hist.UPDATE, hist.DELETE]))
+    order = pc.sort_indices(history.append_column("rank", rank), sort_keys=[
+        ("memory_id", "ascending"), ("created_at", "ascending"), ("rank", "ascending")])
+    events = history.take(order)
+    ids = events["memory_id"]
+    if len(ids):  # keep the last row of each run of one memory_id
+        events = events.filter(pa.concat_arrays([
+            pc.not_equal(ids.slice(0, len(ids) - 1), ids.slice(1)).combine_chunks(),
+            pa.array([True])]))
+    newest = events
+    joined = memories.join(newest, keys="id", right_keys="memory_id", join_type="left outer")
+    no_history = pc.is_null(joined["event"])
+    stale = pc.and_(pc.not_equal(joined["event"], hist.DELETE),
+                    pc.less(joined["created_at"], joined["updated_at"]))
+    unrecorded = joined.filter(pc.or_(no_history, pc.fill_null(stale, False)))["id"]
+    gone = newest.join(memories, keys="memory_id", right_keys="id", join_type="left anti")
+    undeleted = gone.filter(pc.not_equal(gone["event"], hist.DELETE))["memory_id"]
+    return set(unrecorded.to_pylist()) | set(undeleted.to_pylist())
+
+
 def missing_history(store: Store) -> list[dict[str, Any]]:
     """The history rows that a crash left unwritten (empty when all agree)."""
-    latest = _latest_events(store.select(HISTORY, None, columns=_HISTORY_COLUMNS))
-    memories = store.select(MEMORIES, None, columns=_MEMORY_COLUMNS)
+    suspects = sorted(_suspects(store))
+    history: list[dict[str, Any]] = []
+    memories: list[dict[str, Any]] = []
+    for start in range(0, len(suspects), _CHUNK):
+        wanted = ", ".join(sql_string(i) for i in suspects[start:start + _CHUNK])
+        history += store.select(HISTORY, f"memory_id IN ({wanted})", columns=_HISTORY_COLUMNS)
+        memories += store.select(MEMORIES, f"id IN ({wanted})", columns=_MEMORY_COLUMNS)
+    latest = _latest_events(history)
     fixes = []
     for memory in memories:
         last = latest.get(memory["id"])

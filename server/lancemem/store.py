@@ -450,10 +450,15 @@ class Store:
     def select(self, name: str, where: str | None, *, columns: Iterable[str] | None = None,
                limit: int | None = None) -> list[dict[str, Any]]:
         """Rows matching ``where`` (all rows when None), as dicts."""
-        def run() -> list[dict[str, Any]]:
+        return self.arrow(name, where, columns=columns, limit=limit).to_pylist()
+
+    def arrow(self, name: str, where: str | None, *, columns: Iterable[str] | None = None,
+              limit: int | None = None) -> pa.Table:
+        """Rows matching ``where`` (all rows when None), as an Arrow table."""
+        def run() -> pa.Table:
             return self.dataset(name).to_table(
                 columns=None if columns is None else list(columns), filter=where or None,
-                limit=limit).to_pylist()
+                limit=limit)
 
         return with_retries(run, what=f"reading {name}")
 
