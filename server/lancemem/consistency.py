@@ -70,7 +70,12 @@ def _suspects(store: Store) -> set[str]:
     unrecorded = joined.filter(pc.or_(no_history, pc.fill_null(stale, False)))["id"]
     gone = newest.join(memories, keys="memory_id", right_keys="id", join_type="left anti")
     undeleted = gone.filter(pc.not_equal(gone["event"], hist.DELETE))["memory_id"]
-    return set(unrecorded.to_pylist()) | set(undeleted.to_pylist())
+    suspects = set(unrecorded.to_pylist()) | set(undeleted.to_pylist())
+    del history, memories, events, newest, joined, gone, unrecorded, undeleted
+    # Arrow's allocator keeps freed memory for reuse; this runs once per start
+    # (100,000 memories: 66 MB handed back).
+    pa.default_memory_pool().release_unused()
+    return suspects
 
 
 def missing_history(store: Store) -> list[dict[str, Any]]:
