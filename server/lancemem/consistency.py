@@ -56,13 +56,12 @@ def _suspects(store: Store) -> set[str]:
     rank = pc.index_in(history["event"], pa.array([hist.ADD, hist.UPDATE, hist.DELETE]))
     order = pc.sort_indices(history.append_column("rank", rank), sort_keys=[
         ("memory_id", "ascending"), ("created_at", "ascending"), ("rank", "ascending")])
-    events = history.take(order)
-    ids = events["memory_id"]
+    newest = history.take(order)
+    ids = newest["memory_id"]
     if len(ids):  # keep the last row of each run of one memory_id
-        events = events.filter(pa.concat_arrays([
+        newest = newest.filter(pa.concat_arrays([
             pc.not_equal(ids.slice(0, len(ids) - 1), ids.slice(1)).combine_chunks(),
             pa.array([True])]))
-    newest = events
     joined = memories.join(newest, keys="id", right_keys="memory_id", join_type="left outer")
     no_history = pc.is_null(joined["event"])
     stale = pc.and_(pc.not_equal(joined["event"], hist.DELETE),
@@ -71,7 +70,7 @@ def _suspects(store: Store) -> set[str]:
     gone = newest.join(memories, keys="memory_id", right_keys="id", join_type="left anti")
     undeleted = gone.filter(pc.not_equal(gone["event"], hist.DELETE))["memory_id"]
     suspects = set(unrecorded.to_pylist()) | set(undeleted.to_pylist())
-    del history, memories, events, newest, joined, gone, unrecorded, undeleted
+    del history, memories, ids, newest, joined, gone, unrecorded, undeleted
     # Arrow's allocator keeps freed memory for reuse; this runs once per start
     # (100,000 memories: 66 MB handed back).
     pa.default_memory_pool().release_unused()

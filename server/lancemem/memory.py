@@ -293,8 +293,7 @@ class Memory:
             return found, dict(zip(found.row_ids, found.scores or [], strict=True))
         row_ids, matrix = flat
         best, scores = top_cosine(matrix, vector, depth)
-        return (Ranked([row_ids[i] for i in best], [scores[i] for i in best]),
-                dict(zip(row_ids, scores, strict=True)))
+        return Ranked([row_ids[i] for i in best]), dict(zip(row_ids, scores, strict=True))
 
     def get_all(self, *, user_id: str | None = None, agent_id: str | None = None,
                 run_id: str | None = None, actor_id: str | None = None,
