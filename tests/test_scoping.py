@@ -16,7 +16,15 @@ from lancemem.errors import (
     ScopeRequiredError,
     ValidationError,
 )
-from lancemem.scoping import RESERVED_KEYS, SCOPE_KEYS, build_filters_and_metadata
+from lancemem.scoping import (
+    RESERVED_KEYS,
+    SCOPE_KEYS,
+    Scope,
+    ScopedCall,
+    build_filters_and_metadata,
+    scope_where,
+)
+from tests.attack import ATTACK_IDS
 
 IDS = {"user_id": "alice", "agent_id": "claude", "run_id": "run-1"}
 COMBINATIONS = [
@@ -27,9 +35,11 @@ COMBINATIONS = [
 @pytest.mark.parametrize("combo", COMBINATIONS, ids="+".join)
 def test_every_combination_goes_to_metadata_and_filters(combo: tuple[str, ...]) -> None:
     given_ids = {key: IDS[key] for key in combo}
-    metadata, filters = build_filters_and_metadata(**given_ids)
-    assert metadata == given_ids
-    assert filters == given_ids
+    call = build_filters_and_metadata(**given_ids)
+    assert call.metadata == given_ids
+    assert call.scope.given() == given_ids and call.scope.actor_id is None
+    assert call.filters is None
+    assert call.where() == " AND ".join(f"{key} = '{value}'" for key, value in given_ids.items())
 
 
 @pytest.mark.parametrize(
@@ -47,8 +57,8 @@ def test_no_scope_id_is_validation_001(kwargs: dict) -> None:
 
 
 def test_ids_are_stripped() -> None:
-    metadata, filters = build_filters_and_metadata(user_id="  alice \t")
-    assert metadata["user_id"] == filters["user_id"] == "alice"
+    call = build_filters_and_metadata(user_id="  alice \t")
+    assert call.metadata["user_id"] == call.scope.user_id == "alice"
 
 
 @pytest.mark.parametrize("field", (*SCOPE_KEYS, "actor_id"))
@@ -65,30 +75,43 @@ def test_invalid_ids_are_validation_002(field: str, bad: object) -> None:
 
 
 def test_longest_allowed_id_and_unicode() -> None:
-    metadata, _ = build_filters_and_metadata(user_id="x" * 256, agent_id="agent-ü-日本")
+    metadata = build_filters_and_metadata(user_id="x" * 256, agent_id="agent-ü-日本").metadata
     assert metadata["user_id"] == "x" * 256
     assert metadata["agent_id"] == "agent-ü-日本"
 
 
-def test_actor_parameter_wins_over_filter() -> None:
-    metadata, filters = build_filters_and_metadata(
-        user_id="alice", actor_id="bob", input_filters={"actor_id": "carol"}
-    )
-    assert filters == {"user_id": "alice", "actor_id": "bob"}
-    assert "actor_id" not in metadata
+def test_actor_parameter_and_a_different_plain_actor_filter_conflict() -> None:
+    # Neither may silently drop the other (the issue that found it: the filter
+    # was dropped, so a delete_all removed memories its filter excluded).
+    with pytest.raises(ScopeConflictError) as info:
+        build_filters_and_metadata(user_id="alice", actor_id="bob",
+                                   input_filters={"actor_id": "carol"})
+    assert "carol" in info.value.message and "bob" in info.value.message
+
+
+def test_actor_parameter_and_the_same_plain_actor_filter_agree() -> None:
+    call = build_filters_and_metadata(user_id="alice", actor_id="bob",
+                                      input_filters={"actor_id": " bob"})
+    assert call.scope == Scope(user_id="alice", actor_id="bob") and call.filters is None
+
+
+def test_actor_parameter_and_an_actor_operator_filter_are_anded() -> None:
+    call = build_filters_and_metadata(user_id="carol", actor_id="dave",
+                                      input_filters={"actor_id": {"ne": "dave"}})
+    assert call.scope == Scope(user_id="carol", actor_id="dave")
+    assert call.filters == {"actor_id": {"ne": "dave"}}
+    assert call.where().startswith("user_id = 'carol' AND actor_id = 'dave' AND (")
 
 
 def test_actor_from_filters_when_no_parameter() -> None:
-    metadata, filters = build_filters_and_metadata(
-        user_id="alice", input_filters={"actor_id": "carol"}
-    )
-    assert filters == {"user_id": "alice", "actor_id": "carol"}
-    assert "actor_id" not in metadata
+    call = build_filters_and_metadata(user_id="alice", input_filters={"actor_id": "carol"})
+    assert call.scope == Scope(user_id="alice", actor_id="carol") and call.filters is None
+    assert "actor_id" not in call.metadata
 
 
 def test_no_actor_means_no_actor_filter() -> None:
-    _, filters = build_filters_and_metadata(user_id="alice")
-    assert "actor_id" not in filters
+    call = build_filters_and_metadata(user_id="alice")
+    assert call.scope.actor_id is None and "actor_id" not in call.where()
 
 
 @pytest.mark.parametrize("key", sorted(RESERVED_KEYS))
@@ -100,11 +123,11 @@ def test_reserved_metadata_key_is_rejected_by_name(key: str) -> None:
 
 
 def test_custom_metadata_is_kept_beside_scope() -> None:
-    metadata, filters = build_filters_and_metadata(
+    call = build_filters_and_metadata(
         user_id="alice", input_metadata={"topic": "food", "tags": ["a"]}
     )
-    assert metadata == {"topic": "food", "tags": ["a"], "user_id": "alice"}
-    assert filters == {"user_id": "alice"}
+    assert call.metadata == {"topic": "food", "tags": ["a"], "user_id": "alice"}
+    assert call.scope == Scope(user_id="alice") and call.filters is None
 
 
 @pytest.mark.parametrize("key", SCOPE_KEYS)
@@ -116,34 +139,35 @@ def test_conflicting_id_in_filters_is_an_error(key: str) -> None:
 
 
 def test_same_id_in_filters_is_accepted() -> None:
-    _, filters = build_filters_and_metadata(user_id="alice", input_filters={"user_id": " alice"})
-    assert filters == {"user_id": "alice"}
+    call = build_filters_and_metadata(user_id="alice", input_filters={"user_id": " alice"})
+    assert call.scope == Scope(user_id="alice") and call.filters is None
 
 
 def test_id_given_only_in_filters_is_the_scope() -> None:
-    metadata, filters = build_filters_and_metadata(input_filters={"agent_id": "claude"})
-    assert metadata == {"agent_id": "claude"}
-    assert filters == {"agent_id": "claude"}
+    call = build_filters_and_metadata(input_filters={"agent_id": "claude"})
+    assert call.metadata == {"agent_id": "claude"}
+    assert call.scope == Scope(agent_id="claude") and call.filters is None
 
 
 def test_operator_on_scope_key_only_narrows() -> None:
-    _, filters = build_filters_and_metadata(
+    call = build_filters_and_metadata(
         user_id="alice", input_filters={"user_id": {"in": ["alice", "mallory"]}, "k": 1}
     )
-    assert filters["user_id"] == "alice"
-    assert filters["AND"] == [{"k": 1}, {"user_id": {"in": ["alice", "mallory"]}}]
+    assert call.scope == Scope(user_id="alice")
+    assert call.filters == {"user_id": {"in": ["alice", "mallory"]}, "k": 1}
+    assert call.where().startswith("user_id = 'alice' AND (")
 
 
 def test_inputs_are_never_mutated_or_shared() -> None:
     metadata_in = {"topic": "food", "nested": {"a": [1, 2]}}
     filters_in = {"actor_id": "carol", "nested": {"b": 1}}
     before = copy.deepcopy((metadata_in, filters_in))
-    metadata, filters = build_filters_and_metadata(
+    call = build_filters_and_metadata(
         user_id="alice", input_metadata=metadata_in, input_filters=filters_in
     )
     assert (metadata_in, filters_in) == before
-    metadata["nested"]["a"].append(3)
-    filters["nested"]["b"] = 2
+    call.metadata["nested"]["a"].append(3)
+    call.filters["nested"]["b"] = 2
     assert (metadata_in, filters_in) == before
 
 
@@ -158,7 +182,7 @@ def test_metadata_and_filters_must_be_objects(bad: object) -> None:
 @given(st.text(max_size=300))
 def test_any_string_id_is_accepted_stripped_or_rejected_cleanly(value: str) -> None:
     try:
-        metadata, filters = build_filters_and_metadata(user_id=value)
+        call = build_filters_and_metadata(user_id=value)
     except InvalidIdError:
         stripped = value.strip()
         assert (
@@ -168,4 +192,44 @@ def test_any_string_id_is_accepted_stripped_or_rejected_cleanly(value: str) -> N
                    for c in stripped)
         )
     else:
-        assert metadata["user_id"] == filters["user_id"] == value.strip()
+        assert call.metadata["user_id"] == call.scope.user_id == value.strip()
+        assert call.where() == "user_id = '" + value.strip().replace("'", "''") + "'"
+
+
+# ---------------------------------------------------------------- the scope is a value
+
+
+
+
+@pytest.mark.parametrize("value", ATTACK_IDS)
+@pytest.mark.parametrize("key", SCOPE_KEYS)
+def test_scope_ids_compile_to_literal_equality_only(key: str, value: str) -> None:
+    for call in (build_filters_and_metadata(**{key: value}),
+                 build_filters_and_metadata(input_filters={key: value})):
+        quoted = "'" + value.strip().replace("'", "''") + "'"
+        assert call.where() == f"{key} = {quoted}"
+        assert call.filters is None  # nothing reached the filter language
+
+
+def test_actor_argument_is_a_literal_and_a_star_actor_filter_only_narrows() -> None:
+    call = build_filters_and_metadata(user_id="u", actor_id="*")
+    assert call.where() == "user_id = 'u' AND actor_id = '*'"
+    present = build_filters_and_metadata(user_id="u", actor_id="bob",
+                                         input_filters={"actor_id": "*"})
+    assert present.scope == Scope(user_id="u", actor_id="bob")
+    assert present.where() == "user_id = 'u' AND actor_id = 'bob' AND (actor_id IS NOT NULL)"
+
+
+def test_defaults_fill_ids_left_out_but_operator_filters_do_not_suppress_them() -> None:
+    defaults = {"user_id": "alice", "agent_id": "helper"}
+    call = build_filters_and_metadata(agent_id="other", defaults=defaults,
+                                      input_filters={"user_id": {"ne": "zed"}})
+    assert call.scope == Scope(user_id="alice", agent_id="other")
+    plain = build_filters_and_metadata(defaults=defaults, input_filters={"user_id": "bob"})
+    assert plain.scope == Scope(user_id="bob", agent_id="helper")
+
+
+def test_scope_where_refuses_an_empty_scope() -> None:
+    with pytest.raises(ScopeRequiredError):
+        scope_where(Scope(actor_id="bob"))
+    assert isinstance(build_filters_and_metadata(run_id="r"), ScopedCall)

@@ -88,9 +88,15 @@ class ModelMismatchError(EmbeddingError):
 
 
 class StorageError(LanceMemError):
-    """LanceDB failed; the message carries its reason."""
+    """LanceDB failed. The message says what failed and why in general terms;
+    ``detail`` keeps LanceDB's own text for the log, since it can quote the
+    where clause and source paths."""
 
     code = "STORAGE_001"
+
+    def __init__(self, message: str, *, detail: str = "") -> None:
+        super().__init__(message)
+        self.detail = detail
 
 
 class ConflictError(StorageError):

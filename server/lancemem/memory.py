@@ -20,7 +20,7 @@ from . import history as hist
 from .config import Settings
 from .embeddings import Embedder, FastEmbedder
 from .errors import ConflictError, NotFoundError, ValidationError
-from .filters import compile_where, metadata_columns, sql_string, sql_timestamp
+from .filters import metadata_columns, sql_string, sql_timestamp
 from .messages import (
     check_limit,
     check_metadata,
@@ -35,13 +35,14 @@ from .records import (
     duplicate_query,
     in_scope,
     new_row,
+    row_key,
     scope_key,
     split_record,
     text_hash,
     to_item,
 )
 from .retrieval import CANDIDATES, DEFAULT_MODE, check_mode, cosine_scores, fuse, top_cosine
-from .scoping import SCOPE_KEYS, build_filters_and_metadata, validate_id
+from .scoping import SCOPE_KEYS, ScopedCall, build_filters_and_metadata, scope_where, validate_id
 from .snapshot import Ranked, Snapshot
 from .store import HIDDEN_COLUMNS, MEMORIES, Store, backoff, memories_schema
 
@@ -103,14 +104,12 @@ class Memory:
                 self._opened = True
 
     def _scope(self, ids: Mapping[str, Any], *, actor_id: Any = None, metadata: Any = None,
-               filters: Any = None) -> tuple[dict[str, Any], dict[str, Any]]:
-        given = {key: ids.get(key) for key in SCOPE_KEYS}
-        filter_ids = filters if isinstance(filters, Mapping) else {}
-        for key, value in self._defaults.items():
-            if given.get(key) is None and key not in filter_ids:
-                given[key] = value
+               filters: Any = None) -> ScopedCall:
+        """The call's scope (defaults filling ids it leaves out) and its own filters."""
         return build_filters_and_metadata(
-            **given, actor_id=actor_id, input_metadata=metadata, input_filters=filters
+            user_id=ids.get("user_id"), agent_id=ids.get("agent_id"), run_id=ids.get("run_id"),
+            actor_id=actor_id, input_metadata=metadata, input_filters=filters,
+            defaults=self._defaults,
         )
 
     def add(self, messages: Any, *, user_id: str | None = None, agent_id: str | None = None,
@@ -161,12 +160,9 @@ class Memory:
         """Check one add call's input and resolve its scope; nothing is written."""
         items = normalise_messages(messages)
         custom = check_metadata(metadata)
-        template, filters = self._scope(
-            {"user_id": user_id, "agent_id": agent_id, "run_id": run_id},
-            actor_id=actor_id, metadata=custom,
-        )
-        scope = {key: template.get(key) for key in SCOPE_KEYS}
-        return Plan(items, scope, custom, filters.get("actor_id"))
+        call = self._scope({"user_id": user_id, "agent_id": agent_id, "run_id": run_id},
+                           actor_id=actor_id, metadata=custom)
+        return Plan(items, call.scope.ids(), custom, call.scope.actor_id)
 
     def _commit(self, plans: list[Plan]) -> list[list[dict[str, Any]]]:
         """Store planned messages, skipping text already in the same scope.
@@ -189,6 +185,7 @@ class Memory:
                           for key, hashes in wanted.items()}
         now = datetime.now(UTC)
         rows: list[dict[str, Any]] = []
+        added: dict[str, dict[str, Any]] = {}  # row id -> its result, in case it loses a race
         out = []
         for plan in plans:
             known = known_by_scope[scope_key(plan)]
@@ -204,10 +201,16 @@ class Memory:
                 known[digest] = row["id"]
                 rows.append(row)
                 attribution = {k: row[k] for k in ("actor_id", "role") if row[k] is not None}
-                results.append({"id": row["id"], "memory": row["memory"], "event": "ADD",
-                                **scope_fields, **attribution})
+                added[row["id"]] = {"id": row["id"], "memory": row["memory"], "event": "ADD",
+                                    **scope_fields, **attribution}
+                results.append(added[row["id"]])
             out.append(results)
-        self._write_new(rows, now, embedded=eager.result() if eager and rows else None)
+        earlier = self._write_new(rows, now, embedded=eager.result() if eager and rows else None)
+        for row_id, kept in earlier.items():  # another writer stored the same text first
+            result = added[row_id]
+            for key in ("actor_id", "role"):
+                result.pop(key, None)
+            result.update(id=kept, event="NONE")
         return out
 
     def _embed_documents(self, documents: list[str]) -> dict[str, list[float]]:
@@ -221,19 +224,46 @@ class Memory:
         return {row["hash"]: row["id"] for row in rows if in_scope(row, scope)}
 
     def _write_new(self, rows: list[dict[str, Any]], now: datetime, *,
-                   embedded: Mapping[str, list[float]] | None = None) -> None:
+                   embedded: Mapping[str, list[float]] | None = None) -> dict[str, str]:
+        """Append new rows; returns the ones another writer beat (row id -> kept id).
+
+        Two writers (threads or processes) may add the same text to one scope
+        at once, both having found no copy. Each then looks at the table as
+        of its own commit: a copy committed before it means it lost, and it
+        deletes its row again. Commits are ordered, so exactly one copy stays.
+        """
         if not rows:
-            return
+            return {}
         documents = [row["search_text"] for row in rows]
         vectors = ([embedded[d] for d in documents] if embedded is not None
                    else self.embedder.embed_documents(documents))
         for row, vector in zip(rows, vectors, strict=True):
             row["vector"] = vector
-        self.store.insert(MEMORIES, rows, self._schema)
+        version = self.store.insert(MEMORIES, rows, self._schema)
+        earlier = self._earlier_copies(rows, version)
+        if earlier:
+            self.store.delete(MEMORIES, f"id IN ({', '.join(sql_string(i) for i in earlier)})")
         self.history_log.record_soon(
             [hist.history_row(memory=row, event=hist.ADD, old_memory=None,
-                              new_memory=row["memory"], now=now) for row in rows]
+                              new_memory=row["memory"], now=now)
+             for row in rows if row["id"] not in earlier]
         )
+        return earlier
+
+    def _earlier_copies(self, rows: list[dict[str, Any]], version: int) -> dict[str, str]:
+        """Of ``rows`` (committed at ``version``), those whose text was already
+        in their scope at that version, mapped to the copy that was there."""
+        mine = {row["id"] for row in rows}
+        wanted = ", ".join(sql_string(h) for h in sorted({row["hash"] for row in rows}))
+        found = self.store.select(MEMORIES, f"hash IN ({wanted})",
+                                  columns=["id", "hash", *SCOPE_KEYS], version=version)
+        if len(found) == len(rows):  # the usual case: only the rows just written
+            return {}
+        first: dict[tuple[Any, ...], str] = {}
+        for other in sorted(found, key=lambda r: r["id"]):
+            if other["id"] not in mine:
+                first.setdefault(row_key(other), other["id"])
+        return {row["id"]: first[row_key(row)] for row in rows if row_key(row) in first}
 
     def search(self, query: str, *, user_id: str | None = None, agent_id: str | None = None,
                run_id: str | None = None, actor_id: str | None = None,
@@ -251,11 +281,8 @@ class Memory:
         limit = check_limit(limit)
         minimum = check_threshold(threshold)
         chosen = self.search_mode if mode is None else check_mode(mode)
-        _, query_filters = self._scope(
-            {"user_id": user_id, "agent_id": agent_id, "run_id": run_id},
-            actor_id=actor_id, filters=filters,
-        )
-        where = compile_where(query_filters)
+        where = self._scope({"user_id": user_id, "agent_id": agent_id, "run_id": run_id},
+                            actor_id=actor_id, filters=filters).where()
         self.ensure_open()
         snapshot = Snapshot(self.store.dataset(MEMORIES))
         depth = max(limit, CANDIDATES) if chosen == "hybrid" else limit
@@ -300,11 +327,9 @@ class Memory:
                 filters: Mapping[str, Any] | None = None, limit: int = 100) -> dict[str, Any]:
         """Memories in scope, newest first, at most ``limit``."""
         limit = check_limit(limit)
-        _, query_filters = self._scope(
-            {"user_id": user_id, "agent_id": agent_id, "run_id": run_id},
-            actor_id=actor_id, filters=filters,
-        )
-        rows = self._select(compile_where(query_filters))
+        where = self._scope({"user_id": user_id, "agent_id": agent_id, "run_id": run_id},
+                            actor_id=actor_id, filters=filters).where()
+        rows = self._select(where)
         rows.sort(key=lambda row: (row["created_at"], row["id"]), reverse=True)
         return {"results": [to_item(row) for row in rows[:limit]]}
 
@@ -318,16 +343,12 @@ class Memory:
         if not isinstance(memory_id, str) or not memory_id.strip():
             raise ValidationError("'memory_id' must be a non-empty string such as the id "
                                   "returned by add or search.")
-        _, query_filters = self._scope(ids)
-        where = f"id = {sql_string(memory_id.strip())} AND {compile_where(query_filters)}"
+        where = f"id = {sql_string(memory_id.strip())} AND {self._scope(ids).where()}"
         self.ensure_open()
         columns = None if full else self._item_columns
         rows = self.store.select(MEMORIES, where, columns=columns, limit=1)
         if not rows:
-            raise NotFoundError(
-                f"no memory with id {memory_id!r} in this scope; list or search memories "
-                "to find the right id."
-            )
+            raise NotFoundError(_not_found(memory_id))
         return rows[0]
 
     def get(self, memory_id: str, *, user_id: str | None = None, agent_id: str | None = None,
@@ -381,7 +402,8 @@ class Memory:
         """Delete one memory in the caller's scope; its history is kept."""
         ids = {"user_id": user_id, "agent_id": agent_id, "run_id": run_id}
         row = self._find(memory_id, ids)
-        self._delete_rows([row])
+        if not self._delete_rows([row]):  # another caller deleted it since it was found
+            raise NotFoundError(_not_found(memory_id))
         return {"id": row["id"], "deleted": True}
 
     def delete_all(self, *, user_id: str | None = None, agent_id: str | None = None,
@@ -391,33 +413,38 @@ class Memory:
 
         At least one of user/agent/run id is required; filters only narrow.
         """
-        _, query_filters = self._scope({"user_id": user_id, "agent_id": agent_id,
-                                        "run_id": run_id}, actor_id=actor_id, filters=filters)
-        rows = self._select(compile_where(query_filters))
-        self._delete_rows(rows)
-        return {"deleted": len(rows)}
+        where = self._scope({"user_id": user_id, "agent_id": agent_id, "run_id": run_id},
+                            actor_id=actor_id, filters=filters).where()
+        return {"deleted": self._delete_rows(self._select(where))}
 
-    def _delete_rows(self, rows: list[dict[str, Any]]) -> None:
+    def _delete_rows(self, rows: list[dict[str, Any]]) -> int:
+        """Delete these rows and record it; returns how many this call deleted.
+
+        A row another caller deleted meanwhile counts for that caller only;
+        its DELETE history row has the same id either way (history.event_id).
+        """
         now = datetime.now(UTC)
+        deleted = 0
         for start in range(0, len(rows), _ID_CHUNK):
             chunk = rows[start:start + _ID_CHUNK]
             wanted = ", ".join(sql_string(row["id"]) for row in chunk)
-            self.store.delete(MEMORIES, f"id IN ({wanted})")
-            self.history_log.record_soon(
-                [hist.history_row(memory=row, event=hist.DELETE, old_memory=row["memory"],
-                                  new_memory=None, now=now) for row in chunk]
-            )
+            count = self.store.delete(MEMORIES, f"id IN ({wanted})")
+            deleted += count
+            if count:
+                self.history_log.record_soon(
+                    [hist.history_row(memory=row, event=hist.DELETE, old_memory=row["memory"],
+                                      new_memory=None, now=now) for row in chunk]
+                )
+        return deleted
 
     def history(self, memory_id: str, *, user_id: str | None = None,
                 agent_id: str | None = None, run_id: str | None = None) -> dict[str, Any]:
         """Every recorded change to one memory in the caller's scope, oldest first."""
         if not isinstance(memory_id, str) or not memory_id.strip():
             raise ValidationError("'memory_id' must be a non-empty string.")
-        _, query_filters = self._scope({"user_id": user_id, "agent_id": agent_id,
-                                        "run_id": run_id})
-        scope = {key: query_filters[key] for key in SCOPE_KEYS if key in query_filters}
+        scope = self._scope({"user_id": user_id, "agent_id": agent_id, "run_id": run_id}).scope
         self.ensure_open()
-        where = f"memory_id = {sql_string(memory_id.strip())} AND {compile_where(scope)}"
+        where = f"memory_id = {sql_string(memory_id.strip())} AND {scope_where(scope)}"
         rows = self.history_log.rows(where)
         if not rows:
             raise NotFoundError(f"no memory with id {memory_id!r} in this scope.")
@@ -429,3 +456,9 @@ class Memory:
         self.store.reset()
         self._opened = False
         self.ensure_open()
+
+
+def _not_found(memory_id: Any) -> str:
+    """The one message for a memory that is missing or outside the caller's scope."""
+    return (f"no memory with id {memory_id!r} in this scope; list or search memories "
+            "to find the right id.")

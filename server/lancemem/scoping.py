@@ -1,8 +1,13 @@
-"""Session scoping: session ids in, a metadata template and query filters out.
+"""Session scoping: session ids in, a Scope value and the caller's own filters out.
 
-This is the heart of lancemem's isolation. Every operation derives the scope
-it may touch from here, and nothing here touches storage, so the rules can be
-tested exhaustively (DESIGN.md, "Session scoping").
+This is the heart of lancemem's isolation. Every operation resolves the scope
+it may touch here, once per call, into a frozen ``Scope`` (ids + actor) from
+its arguments, the server's defaults and plain-string filter entries. The
+scope is compiled by one function, ``scope_where``, into literal equality
+only; the caller's remaining filters are compiled separately (filters.py) and
+ANDed with it. A scope id never passes through the filter language, so
+``"*"`` or ``%`` in an id are plain characters. Nothing here touches storage,
+so the rules can be tested exhaustively (DESIGN.md, "Session scoping").
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ from __future__ import annotations
 import copy
 import unicodedata
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import (
@@ -20,6 +26,7 @@ from .errors import (
     ScopeRequiredError,
     ValidationError,
 )
+from .filters import compile_where, sql_string
 
 SCOPE_KEYS = ("user_id", "agent_id", "run_id")
 ACTOR_KEY = "actor_id"
@@ -100,41 +107,93 @@ def check_custom_metadata(metadata: Mapping[str, Any]) -> None:
             )
 
 
-def _resolve_id(
-    name: str, param: Any, filters: dict[str, Any], narrowing: list[dict[str, Any]]
-) -> str | None:
-    """Resolve one scope id from its parameter and any same-named filter entry.
+@dataclass(frozen=True)
+class Scope:
+    """What one call may touch: its session ids and, optionally, one actor.
 
-    A plain string in filters counts as the id when no parameter is given, and
-    must agree with the parameter when both are. Any other filter value (an
-    operator expression) stays a filter that narrows the scope further.
+    A row is in scope when every id given here equals the row's (ids left out
+    are not constrained) and, when ``actor_id`` is set, so does its actor.
     """
-    value = validate_id(name, param) if param is not None else None
-    if name not in filters:
-        return value
-    entry = filters.pop(name)
+
+    user_id: str | None = None
+    agent_id: str | None = None
+    run_id: str | None = None
+    actor_id: str | None = None
+
+    def ids(self) -> dict[str, str | None]:
+        """The three session ids, None where not given."""
+        return {"user_id": self.user_id, "agent_id": self.agent_id, "run_id": self.run_id}
+
+    def given(self) -> dict[str, str]:
+        """The session ids that were given."""
+        return {key: value for key, value in self.ids().items() if value is not None}
+
+    def without_actor(self) -> Scope:
+        """The same ids with no actor constraint."""
+        return Scope(self.user_id, self.agent_id, self.run_id)
+
+
+def scope_where(scope: Scope) -> str:
+    """The scope as a where clause: literal equality on each given id and the actor.
+
+    The one place a scope becomes SQL. Values are only ever quoted literals,
+    never interpreted: ``user_id = '*'`` matches the id ``*`` and nothing else.
+    """
+    columns = {**scope.given(), **({ACTOR_KEY: scope.actor_id} if scope.actor_id else {})}
+    if not any(columns.get(key) for key in SCOPE_KEYS):
+        raise ScopeRequiredError(SCOPE_REQUIRED_MESSAGE)  # never an unscoped clause
+    return " AND ".join(f"{key} = {sql_string(value)}" for key, value in columns.items())
+
+
+@dataclass(frozen=True)
+class ScopedCall:
+    """One call's resolved scope, its add-time metadata and its own filters.
+
+    ``metadata`` is the custom metadata with the scope ids stamped on (what
+    an add stores); ``filters`` is what is left of the caller's filters once
+    scope entries were taken out, or None. It only ever narrows the scope.
+    """
+
+    scope: Scope
+    metadata: dict[str, Any] = field(default_factory=dict)
+    filters: dict[str, Any] | None = None
+
+    def where(self) -> str:
+        """The scope ANDed with the caller's filters, as one where clause."""
+        where = scope_where(self.scope)
+        if self.filters:
+            where = f"{where} AND ({compile_where(self.filters)})"
+        return where
+
+
+def _plain_entry(name: str, filters: dict[str, Any]) -> str | None:
+    """Take a plain-string ``name`` entry out of filters as an id; leave operators."""
+    entry = filters.get(name)
     if not isinstance(entry, str):
-        narrowing.append({name: entry})
-        return value
-    from_filter = validate_id(name, entry)
-    if value is not None and from_filter != value:
+        return None
+    del filters[name]
+    return validate_id(name, entry)
+
+
+def _agree(name: str, param: str | None, from_filter: str | None) -> str | None:
+    """One value from an argument and a filter entry, or ScopeConflictError."""
+    if param is not None and from_filter is not None and param != from_filter:
         raise ScopeConflictError(
-            f"'{name}' is {value!r} as an argument but {from_filter!r} in filters; "
+            f"'{name}' is {param!r} as an argument but {from_filter!r} in filters; "
             "a filter cannot widen or change the scope. Give one value."
         )
-    return from_filter
+    return param if param is not None else from_filter
 
 
-def _resolve_actor(param: Any, filters: dict[str, Any]) -> str | None:
-    """Actor precedence: the parameter, then a plain string in filters, then none."""
-    if param is not None:
-        filters.pop(ACTOR_KEY, None)
-        return validate_id(ACTOR_KEY, param)
-    entry = filters.get(ACTOR_KEY)
-    if isinstance(entry, str):
-        del filters[ACTOR_KEY]
-        return validate_id(ACTOR_KEY, entry)
-    return None
+def _check_filters(input_filters: Any) -> dict[str, Any]:
+    if input_filters is not None and not isinstance(input_filters, Mapping):
+        raise ValidationError(
+            f"'filters' must be a JSON object, got {type(input_filters).__name__}; "
+            'pass something like {"category": "food"}.'
+        )
+    if nests_deeper_than(input_filters, MAX_NESTING):
+        raise FilterError(f"filters nest deeper than {MAX_NESTING} levels; flatten the filter.")
+    return copy.deepcopy(dict(input_filters or {}))
 
 
 def build_filters_and_metadata(
@@ -145,39 +204,37 @@ def build_filters_and_metadata(
     actor_id: str | None = None,
     input_metadata: Mapping[str, Any] | None = None,
     input_filters: Mapping[str, Any] | None = None,
-) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Turn session ids into ``(metadata_template, query_filters)``.
+    defaults: Mapping[str, str] | None = None,
+) -> ScopedCall:
+    """Resolve one call's scope, add-time metadata and remaining filters.
 
-    Each given scope id is validated and written to both outputs; at least
-    one of user/agent/run is required. The actor only filters, never stamps
-    metadata. Inputs are deep-copied and never mutated.
+    Each scope id comes from its argument or a plain-string filter entry (they
+    must agree: VALIDATION_004), else from ``defaults``; at least one of
+    user/agent/run is required. ``actor_id`` likewise (argument or plain
+    filter entry, which must agree); it only narrows, never stamps metadata.
+    Operator entries on any of these keys (``{"actor_id": {"ne": "x"}}``)
+    stay in the filters and narrow the scope further. Inputs are deep-copied
+    and never mutated.
     """
     if input_metadata is not None:
         check_custom_metadata(input_metadata)
     metadata = copy.deepcopy(dict(input_metadata)) if input_metadata is not None else {}
-    if input_filters is not None and not isinstance(input_filters, Mapping):
-        raise ValidationError(
-            f"'filters' must be a JSON object, got {type(input_filters).__name__}; "
-            'pass something like {"category": "food"}.'
-        )
-    if nests_deeper_than(input_filters, MAX_NESTING):
-        raise FilterError(f"filters nest deeper than {MAX_NESTING} levels; flatten the filter.")
-    filters = copy.deepcopy(dict(input_filters or {}))
-    narrowing: list[dict[str, Any]] = []
+    filters = _check_filters(input_filters)
     params = {"user_id": user_id, "agent_id": agent_id, "run_id": run_id}
-    scope = {}
+    ids: dict[str, str | None] = {}
     for name in SCOPE_KEYS:
-        value = _resolve_id(name, params[name], filters, narrowing)
-        if value is not None:
-            scope[name] = value
-    if not scope:
+        param = validate_id(name, params[name]) if params[name] is not None else None
+        value = _agree(name, param, _plain_entry(name, filters))
+        if value is None and defaults and defaults.get(name) is not None:
+            value = validate_id(name, defaults[name])
+        ids[name] = value
+    if not any(ids.values()):
         raise ScopeRequiredError(SCOPE_REQUIRED_MESSAGE)
-    actor = _resolve_actor(actor_id, filters)
-    metadata.update(scope)
-    query_filters: dict[str, Any] = dict(scope)
-    if actor is not None:
-        query_filters[ACTOR_KEY] = actor
-    if narrowing:
-        filters = {"AND": [filters, *narrowing]} if filters else {"AND": narrowing}
-    query_filters.update(filters)
-    return metadata, query_filters
+    actor_param = validate_id(ACTOR_KEY, actor_id) if actor_id is not None else None
+    # {"actor_id": "*"} keeps its documented filter meaning, "has an actor": it
+    # only narrows. A scope id in filters never does: {"user_id": "*"} is the id "*".
+    from_filter = None if filters.get(ACTOR_KEY) == "*" else _plain_entry(ACTOR_KEY, filters)
+    actor = _agree(ACTOR_KEY, actor_param, from_filter)
+    scope = Scope(**ids, actor_id=actor)
+    metadata.update(scope.given())
+    return ScopedCall(scope=scope, metadata=metadata, filters=filters or None)

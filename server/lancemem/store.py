@@ -177,7 +177,7 @@ def with_retries(action: Callable[[], T], *, what: str) -> T:
             raise
         except (RuntimeError, ValueError, OSError) as exc:
             if not _is_retryable(exc):
-                raise StorageError(f"{what} failed: {exc}") from exc
+                raise _storage_error(what, exc) from exc
             if attempt == MAX_ATTEMPTS - 1:
                 raise ConflictError(
                     f"{what} kept conflicting with other writers after {MAX_ATTEMPTS} tries; "
@@ -185,6 +185,27 @@ def with_retries(action: Callable[[], T], *, what: str) -> T:
                 ) from exc
             backoff(attempt)
     raise AssertionError("unreachable")
+
+
+# What a caller is told of a LanceDB failure. LanceDB's own message can quote
+# the where clause (the caller's filter values, other ids) and its source
+# paths: it goes to the log, never into the error.
+_REASONS = (
+    ("no space left", "the disk is full"),
+    ("permission denied", "permission was denied"),
+    ("not found", "a table or file was not found"),
+    ("invalid user input", "LanceDB refused the request"),
+)
+
+
+def _storage_error(what: str, exc: Exception) -> StorageError:
+    detail = str(exc)
+    lowered = detail.lower()
+    reason = next((text for key, text in _REASONS if key in lowered),
+                  f"LanceDB raised {type(exc).__name__}")
+    log.warning("%s failed: %s", what, detail)
+    return StorageError(f"{what} failed: {reason}; the server's log on stderr has the details.",
+                        detail=detail)
 
 
 def _unless_done_elsewhere(action: Callable[[], Any], *, done: Callable[[], bool],
@@ -247,7 +268,7 @@ class Store:
                         lambda: self.db.open_table(name), what=f"opening table {name}")
                     break
                 except StorageError as exc:
-                    if "not found" not in str(exc) or attempt == MAX_ATTEMPTS - 1:
+                    if "not found" not in exc.detail or attempt == MAX_ATTEMPTS - 1:
                         raise
                     backoff(attempt)
         return self._tables[name]
@@ -303,7 +324,7 @@ class Store:
                     self.table(name)
                     continue
                 except StorageError as exc:
-                    if "not found" not in str(exc):
+                    if "not found" not in exc.detail:
                         raise
                     # Listed but never openable: a process stopped while creating it.
                     log.warning("table %s in %s was left half-created; creating it again",
@@ -414,18 +435,20 @@ class Store:
         )
         return self.meta()
 
-    def insert(self, name: str, rows: Sequence[dict[str, Any]], schema: pa.Schema) -> None:
+    def insert(self, name: str, rows: Sequence[dict[str, Any]], schema: pa.Schema) -> int | None:
         """Append rows to a table in one commit (through pylance: 4.2 ms a row
-        where lancedb's add took 6.5)."""
+        where lancedb's add took 6.5); returns the version it committed."""
         if not rows:
-            return
+            return None
         import lance
         import pyarrow as pa
 
         data = pa.Table.from_pylist(list(rows), schema=schema)
-        with_retries(lambda: lance.write_dataset(data, self.dataset(name), mode="append"),
-                     what=f"writing to {name}")
+        written = with_retries(
+            lambda: lance.write_dataset(data, self.dataset(name), mode="append"),
+            what=f"writing to {name}")
         self._committed()
+        return int(written.version)
 
     def upsert(self, name: str, rows: Sequence[dict[str, Any]], schema: pa.Schema,
                *, only_if: str | None = None) -> int:
@@ -448,15 +471,20 @@ class Store:
         return int(result.num_updated_rows)
 
     def select(self, name: str, where: str | None, *, columns: Iterable[str] | None = None,
-               limit: int | None = None) -> list[dict[str, Any]]:
+               limit: int | None = None, version: int | None = None) -> list[dict[str, Any]]:
         """Rows matching ``where`` (all rows when None), as dicts."""
-        return self.arrow(name, where, columns=columns, limit=limit).to_pylist()
+        return self.arrow(name, where, columns=columns, limit=limit,
+                          version=version).to_pylist()
 
     def arrow(self, name: str, where: str | None, *, columns: Iterable[str] | None = None,
-              limit: int | None = None) -> pa.Table:
-        """Rows matching ``where`` (all rows when None), as an Arrow table."""
+              limit: int | None = None, version: int | None = None) -> pa.Table:
+        """Rows matching ``where`` (all rows when None), as an Arrow table, at the
+        newest version or at ``version``."""
         def run() -> pa.Table:
-            return self.dataset(name).to_table(
+            dataset = self.dataset(name)
+            if version is not None and dataset.version != version:
+                dataset = dataset.checkout_version(version)
+            return dataset.to_table(
                 columns=None if columns is None else list(columns), filter=where or None,
                 limit=limit)
 
@@ -467,11 +495,13 @@ class Store:
         return with_retries(lambda: self.dataset(name).count_rows(where),
                             what=f"counting {name}")
 
-    def delete(self, name: str, where: str) -> None:
-        """Delete the rows matching ``where`` in one commit."""
+    def delete(self, name: str, where: str) -> int:
+        """Delete the rows matching ``where`` in one commit; returns how many it
+        deleted (a row another writer deleted first is not counted)."""
         table = self.table(name)
-        with_retries(lambda: table.delete(where), what=f"deleting from {name}")
+        result = with_retries(lambda: table.delete(where), what=f"deleting from {name}")
         self._committed()
+        return int(result.num_deleted_rows)
 
     def optimize(self, *, keep_versions_for: timedelta = KEEP_VERSIONS_FOR) -> None:
         """Compact fully, fold new rows into indexes, and drop old versions."""
