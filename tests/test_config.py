@@ -54,3 +54,59 @@ def test_bad_values_are_clear_errors(env: dict[str, str], fragment: str) -> None
     with pytest.raises(ValidationError) as info:
         load_settings(environ={"HOME": "/h", **env})
     assert fragment in str(info.value)
+
+
+def test_allowed_hosts_from_environment_then_flags() -> None:
+    env = {"HOME": "/h", "LANCEMEM_ALLOWED_HOSTS": "Memory.Example.com, 10.0.0.5:8765,fd00::5"}
+    settings = load_settings(environ=env)
+    assert settings.allowed_hosts == ("memory.example.com", "10.0.0.5:8765", "[fd00::5]")
+    flagged = load_settings({"allowed_hosts": ["memory.test:8765"]}, environ=env)
+    assert flagged.allowed_hosts == ("memory.test:8765",)
+    assert load_settings(environ={"HOME": "/h"}).allowed_hosts == ()
+
+
+@pytest.mark.parametrize("bad", ["", "http://memory.test", "memory.test/mcp", "memory test",
+                                 "memory.test:http", "memory.test:0", "[fd00::5", "*"])
+def test_bad_allowed_hosts_are_clear_errors(bad: str) -> None:
+    with pytest.raises(ValidationError) as info:
+        load_settings({"allowed_hosts": [bad]}, environ={"HOME": "/h"})
+    assert info.value.code == "VALIDATION_005"
+    assert f"--allowed-host {bad!r}" in str(info.value)
+    assert "memory.example.com:8765" in str(info.value)
+
+
+def test_bad_allowed_hosts_in_the_environment_name_the_variable() -> None:
+    with pytest.raises(ValidationError, match="LANCEMEM_ALLOWED_HOSTS") as info:
+        load_settings(environ={"HOME": "/h", "LANCEMEM_ALLOWED_HOSTS": "memory.test,,other"})
+    assert "is empty" in str(info.value)
+
+
+@pytest.mark.parametrize("field", ["user_id", "agent_id", "run_id"])
+@pytest.mark.parametrize("by_pin_flag", [False, True])
+def test_a_flag_cannot_replace_a_pin_from_the_environment(field: str, by_pin_flag: bool) -> None:
+    env = {"HOME": "/h", f"LANCEMEM_PIN_{field.upper()}": "alice"}
+    overrides = {field: "bob", "pinned": frozenset({field} if by_pin_flag else set())}
+    with pytest.raises(ValidationError) as info:
+        load_settings(overrides, environ=env)
+    flag = f"--{'pin-' if by_pin_flag else ''}{field.replace('_', '-')}"
+    message = str(info.value)
+    assert message.startswith("VALIDATION_005: ")
+    assert f"LANCEMEM_PIN_{field.upper()}" in message and flag in message
+    assert "'alice'" in message and "'bob'" in message
+
+
+@pytest.mark.parametrize("field", ["user_id", "agent_id", "run_id"])
+def test_an_environment_default_cannot_contradict_an_environment_pin(field: str) -> None:
+    env = {"HOME": "/h", f"LANCEMEM_PIN_{field.upper()}": "alice",
+           f"LANCEMEM_{field.upper()}": "bob"}
+    with pytest.raises(ValidationError) as info:
+        load_settings(environ=env)
+    assert f"LANCEMEM_PIN_{field.upper()}" in str(info.value)
+    assert f"LANCEMEM_{field.upper()} sets it to 'bob'" in str(info.value)
+
+
+def test_a_pin_repeated_with_the_same_value_is_fine() -> None:
+    env = {"HOME": "/h", "LANCEMEM_PIN_USER_ID": "alice", "LANCEMEM_USER_ID": "alice"}
+    settings = load_settings({"user_id": "alice", "pinned": frozenset({"user_id"})}, environ=env)
+    assert settings.pinned == frozenset({"user_id"})
+    assert settings.scope_defaults() == {"user_id": "alice"}

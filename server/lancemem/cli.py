@@ -55,6 +55,11 @@ def build_parser() -> argparse.ArgumentParser:
                        help="default ranking for search (env LANCEMEM_SEARCH_MODE)")
     serve.add_argument("--allow-remote", action="store_true", default=None,
                        help="allow binding a non-loopback address")
+    serve.add_argument("--allowed-host", dest="allowed_hosts", action="append", metavar="NAME",
+                       help="a host name or address clients use in the URL, e.g. "
+                            "memory.example.com or memory.example.com:8765; accepted in "
+                            "Host/Origin headers; repeatable (env LANCEMEM_ALLOWED_HOSTS, "
+                            "comma-separated)")
     for name in SCOPE_FIELDS:
         serve.add_argument(f"--pin-{name.replace('_', '-')}", dest=f"pin_{name}",
                            metavar="ID",
@@ -93,14 +98,20 @@ def _settings(args: argparse.Namespace) -> Settings:
     overrides: dict[str, Any] = {
         key: getattr(args, key, None)
         for key in ("db", "embedding_model", "transport", "host", "port", "allow_remote",
-                    "search_mode", *SCOPE_FIELDS)
+                    "allowed_hosts", "search_mode", *SCOPE_FIELDS)
     }
     pinned = set()
     for name in SCOPE_FIELDS:
         value = getattr(args, f"pin_{name}", None)
-        if value is not None:
-            overrides[name] = value
-            pinned.add(name)
+        if value is None:
+            continue
+        if overrides[name] is not None and overrides[name] != value:
+            flag = name.replace("_", "-")
+            raise ValidationError(
+                f"--pin-{flag} {value!r} and --{flag} {overrides[name]!r} contradict each "
+                f"other; pass only --pin-{flag}.")
+        overrides[name] = value
+        pinned.add(name)
     overrides["pinned"] = frozenset(pinned)
     return load_settings(overrides)
 

@@ -7,7 +7,9 @@ one entry point; everything else receives a ``Settings``.
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import re
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
@@ -22,6 +24,7 @@ DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 TRANSPORTS = ("stdio", "sse", "streamable-http")
 SCOPE_FIELDS = ("user_id", "agent_id", "run_id")
 
+_HOST_NAME = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_.-]*[A-Za-z0-9_])?")
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 
@@ -33,6 +36,8 @@ class Settings:
     ``db`` is a local path or a LanceDB URI (``s3://``, ``gs://``, ``az://``,
     ``memory://``). ``user_id``/``agent_id``/``run_id`` fill ids missing from a
     call; the ones named in ``pinned`` cannot be overridden by callers.
+    ``allowed_hosts`` are the public names (``host`` or ``host:port``) that
+    HTTP clients may put in their Host and Origin headers.
     """
 
     db: str
@@ -46,6 +51,7 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8765
     allow_remote: bool = False
+    allowed_hosts: tuple[str, ...] = ()
     log_level: str = "INFO"
     search_mode: str = DEFAULT_MODE
 
@@ -95,12 +101,106 @@ def _parse_port(raw: Any) -> int:
     return port
 
 
+def _bad_host(raw: str, source: str, why: str) -> ValidationError:
+    return ValidationError(
+        f"{source} {raw!r} {why}; pass the bare host name or address clients connect to, "
+        "optionally with a port, e.g. memory.example.com, memory.example.com:8765, "
+        "10.0.0.5 or [fd00::5]:8765 (no scheme, path or spaces)."
+    )
+
+
+def _split_port(raw: str, rest: str, source: str) -> str:
+    """Check a ``:port`` suffix (``rest`` is what follows the host, maybe empty)."""
+    if not rest:
+        return ""
+    if not rest.startswith(":") or not rest[1:].isdigit() or not 1 <= int(rest[1:]) <= 65535:
+        raise _bad_host(raw, source, "has a bad port (use 1-65535)")
+    return f":{int(rest[1:])}"
+
+
+def normalize_allowed_host(raw: str, *, source: str = "--allowed-host") -> str:
+    """Check one allowed host and return it as it appears in a Host header.
+
+    Names are lower-cased and IPv6 addresses bracketed (``fd00::5`` becomes
+    ``[fd00::5]``); a port, if given, is kept. ``source`` names the flag or
+    variable in the error message.
+    """
+    if not raw:
+        raise _bad_host(raw, source, "is empty")
+    if "/" in raw or any(ch.isspace() for ch in raw):
+        raise _bad_host(raw, source, "is not a host name (it has a '/' or a space)")
+    if raw.startswith("["):
+        address, closed, rest = raw[1:].partition("]")
+        if not closed:
+            raise _bad_host(raw, source, "lacks the closing ']'")
+        host, port = address, _split_port(raw, rest, source)
+    elif raw.count(":") > 1:
+        host, port = raw, ""
+    else:
+        host, _, port_text = raw.partition(":")
+        port = _split_port(raw, f":{port_text}" if ":" in raw else "", source)
+    if ":" in host:
+        try:
+            return f"[{ipaddress.IPv6Address(host).compressed}]{port}"
+        except ValueError:
+            raise _bad_host(raw, source, "is not a valid IPv6 address") from None
+    if not _HOST_NAME.fullmatch(host):
+        raise _bad_host(raw, source, "is not a host name")
+    return host.lower() + port
+
+
+def _allowed_hosts_from_environ(raw: str) -> tuple[str, ...]:
+    source = f"an entry of {ENV_PREFIX}ALLOWED_HOSTS"
+    return tuple(normalize_allowed_host(item.strip(), source=source) for item in raw.split(","))
+
+
+def _env_scope(environ: Mapping[str, str]) -> tuple[dict[str, str], set[str]]:
+    """Scope ids from the environment and which of them are pinned.
+
+    A pin (``LANCEMEM_PIN_USER_ID``) and a default (``LANCEMEM_USER_ID``) with
+    different values contradict each other: refused rather than guessed.
+    """
+    values: dict[str, str] = {}
+    pinned = set()
+    for name in SCOPE_FIELDS:
+        plain = environ.get(ENV_PREFIX + name.upper())
+        pin = environ.get(f"{ENV_PREFIX}PIN_{name.upper()}")
+        if pin and plain and pin != plain:
+            raise ValidationError(
+                f"{ENV_PREFIX}PIN_{name.upper()} pins {name} to {pin!r} but "
+                f"{ENV_PREFIX}{name.upper()} sets it to {plain!r}; a pinned id cannot be "
+                f"replaced. Unset {ENV_PREFIX}{name.upper()} or give both the same value."
+            )
+        if pin or plain:
+            values[name] = pin or plain
+        if pin:
+            pinned.add(name)
+    return values, pinned
+
+
+def _check_pins_against_flags(
+    values: Mapping[str, Any], env_pinned: frozenset[str], given: Mapping[str, Any],
+    flag_pinned: frozenset[str],
+) -> None:
+    """Refuse a flag that would silently replace a pin from the environment."""
+    for name in sorted(env_pinned):
+        if name not in given or given[name] == values[name]:
+            continue
+        flag = f"--{'pin-' if name in flag_pinned else ''}{name.replace('_', '-')}"
+        variable = f"{ENV_PREFIX}PIN_{name.upper()}"
+        raise ValidationError(
+            f"{variable} pins {name} to {values[name]!r} but {flag} asks for "
+            f"{given[name]!r}; a pinned id cannot be overridden. Drop {flag} (or pass the "
+            f"same value), or unset {variable} to use another id."
+        )
+
+
 def _from_environ(environ: Mapping[str, str]) -> dict[str, Any]:
     """Read ``LANCEMEM_*`` variables into Settings field values."""
     values: dict[str, Any] = {}
     plain = ("db", "model_cache_dir", "embedding_model", "transport", "host", "log_level",
              "search_mode")
-    for name in (*plain, *SCOPE_FIELDS):
+    for name in plain:
         raw = environ.get(ENV_PREFIX + name.upper())
         if raw:
             values[name] = raw
@@ -108,12 +208,10 @@ def _from_environ(environ: Mapping[str, str]) -> dict[str, Any]:
         values["port"] = environ[ENV_PREFIX + "PORT"]
     if ENV_PREFIX + "ALLOW_REMOTE" in environ:
         values["allow_remote"] = _parse_bool("allow_remote", environ[ENV_PREFIX + "ALLOW_REMOTE"])
-    pinned = set()
-    for name in SCOPE_FIELDS:
-        raw = environ.get(f"{ENV_PREFIX}PIN_{name.upper()}")
-        if raw:
-            values[name] = raw
-            pinned.add(name)
+    if environ.get(ENV_PREFIX + "ALLOWED_HOSTS"):
+        values["allowed_hosts"] = _allowed_hosts_from_environ(environ[ENV_PREFIX + "ALLOWED_HOSTS"])
+    scope, pinned = _env_scope(environ)
+    values.update(scope)
     if pinned:
         values["pinned"] = frozenset(pinned)
     return values
@@ -127,7 +225,9 @@ def load_settings(
     """Build Settings from the environment, then apply non-None ``overrides``.
 
     ``overrides`` uses Settings field names (``db``, ``user_id``, ...); a
-    ``pinned`` override is merged with pins from the environment.
+    ``pinned`` override is merged with pins from the environment. An override
+    that contradicts a pin from the environment is refused, not applied.
+    ``allowed_hosts`` from overrides replace those of the environment.
     """
     env = os.environ if environ is None else environ
     values = _from_environ(env)
@@ -136,7 +236,14 @@ def load_settings(
     unknown = set(given) - known
     if unknown:
         raise ValueError(f"unknown settings: {sorted(unknown)}")
-    pinned = frozenset(values.get("pinned", frozenset())) | frozenset(given.pop("pinned", ()))
+    env_pinned = frozenset(values.get("pinned", frozenset()))
+    flag_pinned = frozenset(given.pop("pinned", ()))
+    _check_pins_against_flags(values, env_pinned, given, flag_pinned)
+    pinned = env_pinned | flag_pinned
+    if "allowed_hosts" in given:
+        hosts = given["allowed_hosts"]
+        hosts = (hosts,) if isinstance(hosts, str) else hosts
+        given["allowed_hosts"] = tuple(normalize_allowed_host(h) for h in hosts)
     values.update(given)
     values["pinned"] = pinned
     values.setdefault("db", default_db_path(env))

@@ -2,8 +2,9 @@
 
 HTTP transports bind 127.0.0.1 by default with DNS-rebinding protection (a
 foreign Host or Origin is refused). A non-loopback address is refused unless
-the user opts in with ``--allow-remote``. On stdio, stdout carries the
-protocol, so every log line goes to stderr.
+the user opts in with ``--allow-remote``; the protection stays on then, and
+``--allowed-host`` names the public host names clients use. On stdio, stdout
+carries the protocol, so every log line goes to stderr.
 """
 
 from __future__ import annotations
@@ -13,17 +14,25 @@ import logging
 import socket
 import sys
 import threading
+from collections.abc import Iterable, Sequence
 
 import anyio
+from mcp.server.mcpserver import MCPServer
 from mcp.server.transport_security import TransportSecuritySettings
+from starlette.datastructures import Headers
+from starlette.responses import PlainTextResponse
+from starlette.types import ASGIApp, Receive, Scope, Send
 
-from .config import Settings
+from .config import Settings, normalize_allowed_host
 from .errors import ValidationError
 from .mcp_server import build_server
 from .memory import Memory
 
 log = logging.getLogger(__name__)
 LOOPBACK_NAMES = ("localhost",)
+# Host header forms of this machine, always accepted.
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]")
+TRANSPORT_LABELS = {"sse": "an SSE", "streamable-http": "a streamable HTTP"}
 # The server embeds a text or two per call while its reads run alongside (a
 # search reads the scope during the embedding). One model thread leaves the
 # other core to LanceDB: at 100,000 memories a vector search took 15 ms with
@@ -42,25 +51,107 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def transport_security(host: str, allow_remote: bool) -> TransportSecuritySettings:
-    """Host/Origin checks for the HTTP transports; refuses unsafe binds."""
-    if is_loopback(host):
-        bracketed = f"[{host}]" if ":" in host else host
-        hosts = sorted({"127.0.0.1", "localhost", "[::1]", bracketed})
-        return TransportSecuritySettings(
-            enable_dns_rebinding_protection=True,
-            allowed_hosts=[f"{h}:*" for h in hosts],
-            allowed_origins=[f"http://{h}:*" for h in hosts],
-        )
-    if not allow_remote:
+def _header_patterns(names: Iterable[str]) -> tuple[list[str], list[str]]:
+    """Allowed Host and Origin values (SDK syntax, ``:*`` = any port) for ``names``.
+
+    A name without a port is accepted with any port or none (a proxy on 443
+    sends ``memory.example.com``); a name with a port only with that port.
+    """
+    hosts: list[str] = []
+    for name in dict.fromkeys(names):
+        has_port = name.rsplit("]", 1)[-1].count(":") == 1
+        hosts.extend([name] if has_port else [name, f"{name}:*"])
+    origins = [f"{scheme}://{host}" for host in hosts for scheme in ("http", "https")]
+    return hosts, origins
+
+
+def _is_unspecified(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_unspecified
+    except ValueError:
+        return False
+
+
+def transport_security(
+    host: str, allow_remote: bool, allowed_hosts: Sequence[str] = ()
+) -> TransportSecuritySettings:
+    """Host/Origin checks for the HTTP transports; refuses unsafe binds.
+
+    Accepted Host values: the loopback names, ``allowed_hosts`` and the bind
+    address itself unless it is a wildcard (0.0.0.0, ::). Origins: http:// and
+    https:// of the same. The protection is never switched off.
+    """
+    if not is_loopback(host) and not allow_remote:
         raise ValidationError(
             f"refusing to listen on {host}: it is reachable from other machines and lancemem "
             "has no authentication yet. Use 127.0.0.1, or pass --allow-remote "
             "(LANCEMEM_ALLOW_REMOTE=1) if the network is trusted."
         )
-    log.warning("listening on %s with no authentication: anyone who can reach it can read "
-                "and change every memory", host)
-    return TransportSecuritySettings(enable_dns_rebinding_protection=False)
+    names = [*LOOPBACK_HOSTS, *(normalize_allowed_host(name) for name in allowed_hosts)]
+    if not _is_unspecified(host):
+        names.append(normalize_allowed_host(host.strip("[]"), source="--host"))
+    if not is_loopback(host):
+        log.warning("listening on %s with no authentication: anyone who can reach it can read "
+                    "and change every memory", host)
+        if not allowed_hosts and _is_unspecified(host):
+            log.warning("listening on every interface (%s) with no --allowed-host: only "
+                        "loopback Host headers (%s) will be accepted, other clients get 421; "
+                        "pass --allowed-host NAME (LANCEMEM_ALLOWED_HOSTS) with the name or "
+                        "address they connect to", host, ", ".join(LOOPBACK_HOSTS))
+    hosts, origins = _header_patterns(names)
+    return TransportSecuritySettings(
+        enable_dns_rebinding_protection=True, allowed_hosts=hosts, allowed_origins=origins)
+
+
+def _matches(value: str, patterns: Sequence[str]) -> bool:
+    """The SDK's rule: an exact value, or ``base:*`` matching ``base:<anything>``."""
+    return value in patterns or any(
+        p.endswith(":*") and value.startswith(p[:-1]) for p in patterns)
+
+
+def _shown(value: str) -> str:
+    """A header value safe for one log line."""
+    return value[:200].encode("unicode_escape").decode("ascii")
+
+
+class HostOriginGuard:
+    """ASGI wrapper that refuses a foreign Host (421) or Origin (403) itself.
+
+    The SDK's SSE endpoint refuses by raising after its 403/421, so uvicorn
+    logs an ASGI traceback per refused request; answering here first leaves one
+    warning line per refusal, for both transports. The SDK keeps its own
+    identical check behind this one.
+    """
+
+    def __init__(self, app: ASGIApp, security: TransportSecuritySettings, transport: str) -> None:
+        self.app = app
+        self.security = security
+        self.label = TRANSPORT_LABELS.get(transport, f"a {transport}")
+
+    def _refusal(self, headers: Headers) -> tuple[int, str, str] | None:
+        """(status, body, log detail) for a request to refuse, else None."""
+        host = headers.get("host")
+        if not host or not _matches(host, self.security.allowed_hosts):
+            shown = _shown(host) if host else "(none)"
+            return 421, "Invalid Host header", (
+                f"with Host {shown} (not an allowed host; if clients use that name, "
+                "pass --allowed-host)")
+        origin = headers.get("origin")
+        if origin and not _matches(origin, self.security.allowed_origins):
+            return 403, "Invalid Origin header", (
+                f"from Origin {_shown(origin)} (not an allowed origin)")
+        return None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Pass allowed requests (and lifespan events) through; refuse the rest."""
+        if scope["type"] == "http" and self.security.enable_dns_rebinding_protection:
+            refusal = self._refusal(Headers(scope=scope))
+            if refusal:
+                status, body, detail = refusal
+                log.warning("refused %s request %s", self.label, detail)
+                await PlainTextResponse(body, status_code=status)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -94,25 +185,33 @@ def _warm_up(memory: Memory) -> None:
     threading.Thread(target=run, name="lancemem-warm-up").start()
 
 
-def serve(settings: Settings) -> None:
-    """Serve the tools on the configured transport until interrupted."""
-    security = None
-    if settings.transport != "stdio":
-        security = transport_security(settings.host, settings.allow_remote)
-    memory = Memory.from_settings(settings, embedding_threads=EMBEDDING_THREADS)
-    server = build_server(settings, memory=memory)
-    _warm_up(memory)
-    if settings.transport == "stdio":
-        log.info("serving MCP on stdio, store %s", settings.db)
-        anyio.run(server.run_stdio_async)
-        return
-    import uvicorn
-
+def _http_app(server: MCPServer, settings: Settings,
+              security: TransportSecuritySettings) -> tuple[ASGIApp, str]:
+    """The transport's ASGI app behind the Host/Origin guard, and its path."""
     if settings.transport == "sse":
         app, path = server.sse_app(transport_security=security, host=settings.host), "/sse"
     else:
         app = server.streamable_http_app(transport_security=security, host=settings.host)
         path = "/mcp"
+    return HostOriginGuard(app, security, settings.transport), path
+
+
+def serve(settings: Settings) -> None:
+    """Serve the tools on the configured transport until interrupted."""
+    security = None
+    if settings.transport != "stdio":
+        security = transport_security(settings.host, settings.allow_remote,
+                                      settings.allowed_hosts)
+    memory = Memory.from_settings(settings, embedding_threads=EMBEDDING_THREADS)
+    server = build_server(settings, memory=memory)
+    _warm_up(memory)
+    if security is None:
+        log.info("serving MCP on stdio, store %s", settings.db)
+        anyio.run(server.run_stdio_async)
+        return
+    import uvicorn
+
+    app, path = _http_app(server, settings, security)
     sock = _bind(settings.host, settings.port)
     port = sock.getsockname()[1]
     shown = f"[{settings.host}]" if ":" in settings.host else settings.host
