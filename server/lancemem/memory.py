@@ -19,7 +19,7 @@ from . import consistency
 from . import history as hist
 from .config import Settings
 from .embeddings import Embedder, FastEmbedder
-from .errors import ConflictError, NotFoundError, ValidationError
+from .errors import ConflictError, NotFoundError, StorageError, ValidationError
 from .filters import metadata_columns, sql_string, sql_timestamp
 from .messages import (
     check_limit,
@@ -220,8 +220,15 @@ class Memory:
         where = duplicate_query(scope, hashes)
         if self.store.count(MEMORIES, where) == 0:  # the usual case, and a cheaper query
             return {}
-        rows = self.store.select(MEMORIES, where, columns=["id", "hash", *SCOPE_KEYS])
-        return {row["hash"]: row["id"] for row in rows if in_scope(row, scope)}
+        version = self.store.version(MEMORIES)
+        rows = self.store.select(MEMORIES, where, columns=["id", "hash", *SCOPE_KEYS],
+                                 version=version)
+        copies: dict[str, set[str]] = {}
+        for row in rows:
+            if in_scope(row, scope):
+                copies.setdefault(row["hash"], set()).add(row["id"])
+        # Two copies: a raced add whose loser has not deleted its copy yet.
+        return {text: self._first_committed(ids, version) for text, ids in copies.items()}
 
     def _write_new(self, rows: list[dict[str, Any]], now: datetime, *,
                    embedded: Mapping[str, list[float]] | None = None) -> dict[str, str]:
@@ -252,18 +259,41 @@ class Memory:
 
     def _earlier_copies(self, rows: list[dict[str, Any]], version: int) -> dict[str, str]:
         """Of ``rows`` (committed at ``version``), those whose text was already
-        in their scope at that version, mapped to the copy that was there."""
+        in their scope at that version, mapped to the copy that stays."""
         mine = {row["id"] for row in rows}
         wanted = ", ".join(sql_string(h) for h in sorted({row["hash"] for row in rows}))
         found = self.store.select(MEMORIES, f"hash IN ({wanted})",
                                   columns=["id", "hash", *SCOPE_KEYS], version=version)
         if len(found) == len(rows):  # the usual case: only the rows just written
             return {}
-        first: dict[tuple[Any, ...], str] = {}
-        for other in sorted(found, key=lambda r: r["id"]):
+        others: dict[tuple[Any, ...], set[str]] = {}
+        for other in found:
             if other["id"] not in mine:
-                first.setdefault(row_key(other), other["id"])
-        return {row["id"]: first[row_key(row)] for row in rows if row_key(row) in first}
+                others.setdefault(row_key(other), set()).add(other["id"])
+        kept = {key: self._first_committed(ids, version) for key, ids in others.items()}
+        return {row["id"]: kept[row_key(row)] for row in rows if row_key(row) in kept}
+
+    def _first_committed(self, ids: set[str], version: int) -> str:
+        """Of copies present at ``version``, the one committed first: the copy
+        that stays, since every later writer of the text saw it and backs off.
+
+        Other losers may not have deleted their copy yet, so the table is read
+        backwards version by version (only in a race, and only as far back as
+        the first copy) until one candidate is left.
+        """
+        candidates = set(ids)
+        while len(candidates) > 1 and version > 1:
+            version -= 1
+            listed = ", ".join(sql_string(i) for i in sorted(candidates))
+            try:
+                present = {row["id"] for row in self.store.select(
+                    MEMORIES, f"id IN ({listed})", columns=["id"], version=version)}
+            except (StorageError, ConflictError):  # that version was already cleaned up
+                break
+            if not present:
+                break
+            candidates = present
+        return min(candidates)
 
     def search(self, query: str, *, user_id: str | None = None, agent_id: str | None = None,
                run_id: str | None = None, actor_id: str | None = None,

@@ -295,6 +295,10 @@ class Store:
         self._datasets[name] = current
         return current
 
+    def version(self, name: str) -> int:
+        """The table's newest version (reads at it with ``version=`` see one snapshot)."""
+        return int(with_retries(lambda: self.dataset(name).version, what=f"reading {name}"))
+
     def exists(self) -> bool:
         """Whether this location already holds a lancemem store."""
         return MEMORIES in self._table_names()
