@@ -52,4 +52,5 @@ bench: $(VENV)/.installed $(MEM0_VENV)/.installed
 	$(BIN)/python -m benchmarks.suite --mem0-python $(MEM0_VENV)/bin/python $(ARGS)
 
 clean:
-	rm -rf $(VENV) $(MEM0_VENV) .pytest_cache .ruff_cache tests/inspector/node_modules
+	rm -rf $(VENV) $(MEM0_VENV) .pytest_cache .ruff_cache tests/inspector/node_modules \
+		tests/conformance/node_modules
