@@ -1,14 +1,17 @@
-"""Typed tool results: each becomes a tool's output schema and structured content."""
+"""Typed tool input and results: each becomes part of a tool's schema."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class ChatMessage(BaseModel):
     """One chat message to remember."""
+
+    # A misspelt key ('nmae') is refused, not dropped: the schema says so too.
+    model_config = ConfigDict(extra="forbid")
 
     role: str = Field(description="'user', 'assistant' or 'tool'; 'system' messages are skipped.")
     content: str = Field(description="What was said.")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +22,7 @@ MAX_TEXT = 32_000
 MAX_MESSAGES = 1_000
 MAX_METADATA_BYTES = 16_384
 MAX_LIMIT = 1_000
+MESSAGE_KEYS = ("role", "content", "name")
 
 
 @dataclass(frozen=True)
@@ -95,14 +96,24 @@ def _message(item: Any, index: int) -> Message:
             f"{where}.role is {role!r}; use one of {', '.join(STORED_ROLES + SKIPPED_ROLES)} "
             "(put a speaker's name in 'name')."
         )
-    unknown = set(item) - {"role", "content", "name"}
+    unknown = [key for key in item if key not in MESSAGE_KEYS]
     if unknown:
-        raise ValidationError(
-            f"{where} has unknown keys {sorted(unknown)}; use role, content, name."
-        )
+        raise ValidationError(no_such_keys(where, unknown, MESSAGE_KEYS))
     content = check_text(item.get("content"), field=f"{where}.content")
     name = item.get("name")
     return Message(content, role, validate_id(f"{where}.name", name) if name is not None else None)
+
+
+def no_such_keys(owner: str, unknown: Iterable[Any], known: Iterable[str], *,
+                 noun: str = "key") -> str:
+    """The sentence refusing keys that ``owner`` does not take, naming those it does.
+
+    For example ``messages[0] has no key 'nmae'; its keys are role, content, name.``
+    """
+    unknown = list(unknown)
+    names = ", ".join(repr(key) for key in unknown)
+    plural = "s" if len(unknown) > 1 else ""
+    return f"{owner} has no {noun}{plural} {names}; its {noun}s are {', '.join(known)}."
 
 
 def check_metadata(metadata: Any) -> dict[str, Any]:
