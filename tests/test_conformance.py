@@ -39,9 +39,8 @@ APPLICABLE = {
 }
 
 # The rest call the suite's own fixture tools, prompts and resources (its reference
-# "everything" server), or features lancemem does not offer. Some of them pass against
-# lancemem only by accident: an unknown tool comes back as a tool result rather than a
-# JSON-RPC error, and empty prompt and resource lists satisfy the list scenarios.
+# "everything" server), or features lancemem does not offer: an unknown tool is a
+# JSON-RPC -32602 error and prompts/* and resources/* are not served (-32601).
 FIXTURE_TOOL = "calls the suite's fixture tool {}; lancemem has no such tool"
 EXCLUDED = {
     "logging-set-level": "logging/setLevel: lancemem has no logging capability",
