@@ -494,10 +494,15 @@ class Store:
 
         return with_retries(run, what=f"reading {name}")
 
-    def count(self, name: str, where: str | None = None) -> int:
-        """How many rows match ``where``."""
-        return with_retries(lambda: self.dataset(name).count_rows(where),
-                            what=f"counting {name}")
+    def count(self, name: str, where: str | None = None, *, version: int | None = None) -> int:
+        """How many rows match ``where``, at the newest version or at ``version``."""
+        def run() -> int:
+            dataset = self.dataset(name)
+            if version is not None and dataset.version != version:
+                dataset = dataset.checkout_version(version)
+            return int(dataset.count_rows(where))
+
+        return with_retries(run, what=f"counting {name}")
 
     def delete(self, name: str, where: str) -> int:
         """Delete the rows matching ``where`` in one commit; returns how many it
