@@ -110,3 +110,12 @@ def test_a_pin_repeated_with_the_same_value_is_fine() -> None:
     settings = load_settings({"user_id": "alice", "pinned": frozenset({"user_id"})}, environ=env)
     assert settings.pinned == frozenset({"user_id"})
     assert settings.scope_defaults() == {"user_id": "alice"}
+
+
+@pytest.mark.parametrize("field", ["user_id", "agent_id", "run_id"])
+@pytest.mark.parametrize("value", ["", "  "])
+def test_a_pin_set_but_empty_is_refused_not_ignored(field: str, value: str) -> None:
+    """PIN=$UNSET_VARIABLE must not quietly leave the server unpinned."""
+    with pytest.raises(ValidationError) as info:
+        load_settings(environ={"HOME": "/h", f"LANCEMEM_PIN_{field.upper()}": value})
+    assert f"LANCEMEM_PIN_{field.upper()} is set but empty" in str(info.value)

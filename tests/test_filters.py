@@ -69,6 +69,11 @@ def test_nesting_and_size_are_bounded() -> None:
         compile_where({"AND": [nested]})
     with pytest.raises(FilterError, match="more than 500 conditions"):
         compile_where({"OR": [{"n": i} for i in range(501)]})
+    text = {"tag": {"in": ["x" * 9_995, *("y" * 10_000 for _ in range(9))]}}  # keys: 3 + 2
+    compile_where(text)
+    text["tag"]["in"][0] += "x"
+    with pytest.raises(FilterError, match="more than 100,000 characters of text"):
+        compile_where(text)
 
 
 # ---------------------------------------------------------------- every operator, real store

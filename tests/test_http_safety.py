@@ -153,3 +153,48 @@ def test_invalid_allowed_host_stops_the_server_at_start(tmp_path: Path) -> None:
     [line] = result.stderr.splitlines()
     assert line.startswith("lancemem: VALIDATION_005: --allowed-host 'http://memory.test/'")
     assert "memory.example.com" in line
+
+
+def raw_status(url: str, headers: list[tuple[str, str]], body: bytes | None = None) -> int:
+    """Status of one POST with exactly these headers (repeats kept, Host as given)."""
+    request = httpx.Request("POST", url, content=body or b"{}",
+                            headers=[("Content-Type", "application/json"),
+                                     ("Accept", "application/json, text/event-stream"),
+                                     *headers])
+    with httpx.Client(timeout=30) as client:
+        return client.send(request).status_code
+
+
+def test_only_a_port_may_follow_an_allowed_name_and_case_does_not_matter(tmp_path: Path) -> None:
+    with http_server(tmp_path, "streamable-http", "--allowed-host", "memory.test") as url:
+        port = re.search(r":(\d+)/", url).group(1)
+        for host in ("localhost:80@evil.example", "localhost:evil.example",
+                     "127.0.0.1:1.evil.example", "memory.test:1@evil.example",
+                     "memory.test:", f"memory.test:{port}x"):
+            assert raw_status(url, [("Host", host)]) == 421, host
+        for origin in ("http://localhost:1@evil.example", "https://memory.test:1@evil.example"):
+            assert raw_status(url, [("Host", f"memory.test:{port}"),
+                                    ("Origin", origin)]) == 403, origin
+        for host, origin in ((f"MEMORY.TEST:{port}", "https://Memory.Test"),
+                             (f"LOCALHOST:{port}", f"http://LOCALHOST:{port}")):
+            status = probe("streamable-http", url, {"Host": host, "Origin": origin})
+            assert status == 200, (host, origin)
+
+
+def test_every_origin_header_is_checked(tmp_path: Path) -> None:
+    with http_server(tmp_path, "streamable-http") as url:
+        port = re.search(r":(\d+)/", url).group(1)
+        local = f"http://127.0.0.1:{port}"
+        for origins in ([local, "http://evil.example"], ["http://evil.example", local]):
+            headers = [("Origin", origin) for origin in origins]
+            assert raw_status(url, headers) == 403, origins
+
+
+def test_a_body_over_the_transport_limit_is_413_and_logged(tmp_path: Path) -> None:
+    with http_server(tmp_path, "streamable-http") as url:
+        assert raw_status(url, [], body=b" " * (4 * 1024 * 1024 + 1)) == 413
+    [log_path] = tmp_path.glob("streamable-http-*.log")
+    log = log_path.read_text()
+    assert "Traceback" not in log
+    [line] = [line for line in log.splitlines() if "413" in line]
+    assert "WARNING" in line and "4 MiB" in line

@@ -10,6 +10,7 @@ import anyio
 import pytest
 from mcp import Client
 
+from lancemem.filters import MAX_TEXT, text_size
 from lancemem.store import MEMORIES, Store
 from tests.attack import ATTACK_IDS
 from tests.mcp_scenario import call, fails
@@ -124,6 +125,19 @@ async def test_dates_outside_what_lance_parses_are_clear_filter_errors(
         assert none["results"] == []
 
 
+def text_filter(size: int) -> dict[str, Any]:
+    """500 substring tests holding exactly ``size`` characters of text; only the
+    last ("foo") matches the seeded memories (their "cat" is "food")."""
+    conditions: list[dict[str, Any]] = [{"cat": {"icontains": f"zz{i}"}} for i in range(499)]
+    conditions.append({"cat": {"icontains": "foo"}})
+    built: dict[str, Any] = {"OR": conditions}
+    missing = size - text_size(built)
+    for i in range(499):  # spread: no one string may pass 10,000 characters
+        conditions[i]["cat"]["icontains"] += "z" * (missing // 499 + (i < missing % 499))
+    assert text_size(built) == size
+    return built
+
+
 def _at_bound_filters() -> list[tuple[str, dict[str, Any], int]]:
     """Filters at the README's bounds, with how many of the three seeded memories match."""
     items = list(range(1000))
@@ -143,6 +157,7 @@ def _at_bound_filters() -> list[tuple[str, dict[str, Any], int]]:
         ("500-conditions", {"AND": [{"cat": {"ne": f"x{i}"}} for i in range(500)]}, 3),
         ("500-or", {"OR": [{"n": i} for i in range(500)]}, 2),
         ("depth-8-with-493-conditions", nested, 1),
+        ("100000-characters-of-text", text_filter(MAX_TEXT), 3),
     ]
 
 
@@ -163,6 +178,7 @@ async def test_filters_at_every_documented_bound_work_on_a_real_server(tmp_path:
                 {"AND": [{"n": {"in": list(range(1000))}} for _ in range(10)]
                  + [{"n": {"in": [1]}}]},
                 {"AND": [{"cat": {"ne": f"x{i}"}} for i in range(501)]},
+                text_filter(MAX_TEXT + 1),
             ]
             for filters in past:
                 await fails(client, "list_memories", "FILTER_001", user_id="u", filters=filters)

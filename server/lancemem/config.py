@@ -165,6 +165,11 @@ def _env_scope(environ: Mapping[str, str]) -> tuple[dict[str, str], set[str]]:
     for name in SCOPE_FIELDS:
         plain = environ.get(ENV_PREFIX + name.upper())
         pin = environ.get(f"{ENV_PREFIX}PIN_{name.upper()}")
+        if pin is not None and not pin.strip():
+            raise ValidationError(  # unpinned by accident (PIN=$UNSET) would fail open
+                f"{ENV_PREFIX}PIN_{name.upper()} is set but empty, which would leave {name} "
+                f"unpinned; set it to the id to pin, or unset it."
+            )
         if pin and plain and pin != plain:
             raise ValidationError(
                 f"{ENV_PREFIX}PIN_{name.upper()} pins {name} to {pin!r} but "

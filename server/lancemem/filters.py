@@ -18,8 +18,9 @@ The language (the same everywhere, whatever the data):
 * A missing key matches nothing, except under ``ne``/``nin`` (it differs).
 
 Bounds: nesting depth ``MAX_DEPTH``, ``MAX_LIST`` items per list and
-``MAX_ITEMS`` in all, ``MAX_NODES`` conditions per filter (the caller's
-scope is not part of the filter and does not count). Every value reaches SQL through
+``MAX_ITEMS`` in all, ``MAX_NODES`` conditions per filter, ``MAX_TEXT``
+characters of text in all (the caller's scope is not part of the filter and
+does not count). Every value reaches SQL through
 ``sql_string``; keys are checked against a fixed set or a safe pattern.
 Metadata is queried through hidden typed columns that the store maintains
 (``meta_str``, ``meta_num``, ``meta_tags``; see ``metadata_columns``), so a
@@ -44,6 +45,14 @@ MAX_LIST = 1000
 MAX_ITEMS = 10_000
 MAX_NODES = 500
 MAX_STRING = 10_000
+# Characters of text in one filter, all strings together (keys too). Within
+# the other bounds a filter could carry 100 MB (10,000 items of 10,000
+# characters: 73 s for one list) or 500 substring tests of 7,800 characters
+# (19-42 s a search over 2,000 memories). At 100,000 characters, over 3,000
+# memories in scope: 500 icontains 0.7 s (hybrid search under NOT 1.7 s), ten
+# lists of 1,000 0.2 s. (500 list-contains under NOT took 6.9 s whatever
+# their length: each parses the row's JSON tags.)
+MAX_TEXT = 100_000
 STRING_COLUMNS = ("user_id", "agent_id", "run_id", "actor_id", "role")
 TIME_COLUMNS = ("created_at", "updated_at")
 UNFILTERABLE = ("id", "memory", "hash", "score", "vector", "metadata")
@@ -101,8 +110,26 @@ def metadata_columns(metadata: Mapping[str, Any]) -> dict[str, str]:
 
 def compile_where(filters: Mapping[str, Any]) -> str:
     """Compile a filter dict (already scoped) into one where clause."""
+    if text_size(filters) > MAX_TEXT:
+        raise FilterError(f"the filter holds more than {MAX_TEXT:,} characters of text in all; "
+                          "use fewer or shorter values, or split the call.")
     compiler = _Compiler()
     return compiler.compile_dict(filters, depth=0, path="filters")
+
+
+def text_size(node: Any) -> int:
+    """Characters in every string (keys too) of a filter, walked without recursion."""
+    size, stack = 0, [node]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            size += len(item)
+        elif isinstance(item, Mapping):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list | tuple):
+            stack.extend(item)
+    return size
 
 
 class _Compiler:

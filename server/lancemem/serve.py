@@ -21,7 +21,7 @@ from mcp.server.mcpserver import MCPServer
 from mcp.server.transport_security import TransportSecuritySettings
 from starlette.datastructures import Headers
 from starlette.responses import PlainTextResponse
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .config import Settings, normalize_allowed_host
 from .errors import ValidationError
@@ -104,9 +104,17 @@ def transport_security(
 
 
 def _matches(value: str, patterns: Sequence[str]) -> bool:
-    """The SDK's rule: an exact value, or ``base:*`` matching ``base:<anything>``."""
-    return value in patterns or any(
-        p.endswith(":*") and value.startswith(p[:-1]) for p in patterns)
+    """An exact value, or ``base:*`` matching ``base:<port>``; host names ignore case.
+
+    Stricter than the SDK's rule (which lets ``base:*`` match ``base:`` and
+    anything after it, such as ``localhost:1@evil.example``): only digits may
+    follow the colon.
+    """
+    value = value.lower()
+    if value in patterns:
+        return True
+    return any(pattern.endswith(":*") and value.startswith(pattern[:-1])
+               and value[len(pattern) - 1:].isdigit() for pattern in patterns)
 
 
 def _shown(value: str) -> str:
@@ -136,22 +144,41 @@ class HostOriginGuard:
             return 421, "Invalid Host header", (
                 f"with Host {shown} (not an allowed host; if clients use that name, "
                 "pass --allowed-host)")
-        origin = headers.get("origin")
-        if origin and not _matches(origin, self.security.allowed_origins):
+        foreign = [origin for origin in headers.getlist("origin")  # every one, not the first
+                   if origin and not _matches(origin, self.security.allowed_origins)]
+        if foreign:
             return 403, "Invalid Origin header", (
-                f"from Origin {_shown(origin)} (not an allowed origin)")
+                f"from Origin {_shown(foreign[0])} (not an allowed origin)")
         return None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Pass allowed requests (and lifespan events) through; refuse the rest."""
-        if scope["type"] == "http" and self.security.enable_dns_rebinding_protection:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        if self.security.enable_dns_rebinding_protection:
             refusal = self._refusal(Headers(scope=scope))
             if refusal:
                 status, body, detail = refusal
                 log.warning("refused %s request %s", self.label, detail)
                 await PlainTextResponse(body, status_code=status)(scope, receive, send)
                 return
-        await self.app(scope, receive, send)
+            scope = {**scope, "headers": _lowered_hosts(scope["headers"])}
+
+        async def noting_too_large(message: Message) -> None:
+            if message["type"] == "http.response.start" and message["status"] == 413:
+                log.warning("refused %s request: its body is over the transport's 4 MiB "
+                            "limit (413)", self.label)
+            await send(message)
+
+        await self.app(scope, receive, noting_too_large)
+
+
+def _lowered_hosts(headers: Iterable[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """Host and Origin values lower-cased, as the SDK's own (case-sensitive) check
+    behind the guard expects them; host names ignore case."""
+    return [(key, value.lower() if key in (b"host", b"origin") else value)
+            for key, value in headers]
 
 
 def _bind(host: str, port: int) -> socket.socket:
