@@ -93,3 +93,18 @@ async def test_model_not_loaded_to_list_tools(db_path: Path, model_cache: Path) 
         assert not embedder.loaded
         await fails(client, "list_memories", "VALIDATION_001")
         assert not embedder.loaded
+
+
+async def test_a_filter_naming_another_user_than_the_pin_says_the_server_pins_it(
+    db_path: Path, real_embedder: Any
+) -> None:
+    pinned = make_server(db_path, real_embedder, user_id="alice",
+                         pinned=frozenset({"user_id"}))
+    async with Client(pinned) as client:
+        await call(client, "add_memory", text="alice's note")
+        for tool in ("list_memories", "delete_all_memories"):
+            text = await fails(client, tool, "VALIDATION_004", filters={"user_id": "bob"})
+            assert "this server pins 'user_id' to 'alice'" in text and "'bob'" in text
+            assert "as an argument" not in text
+        same = await call(client, "list_memories", filters={"user_id": " alice "})
+        assert [r["memory"] for r in same["results"]] == ["alice's note"]

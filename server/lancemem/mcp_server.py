@@ -24,7 +24,7 @@ from pydantic import Field
 
 from . import __version__
 from .config import SCOPE_FIELDS, Settings
-from .errors import LanceMemError, ValidationError
+from .errors import LanceMemError, ScopeConflictError, ValidationError
 from .mcp_models import (
     AddResult,
     ChatMessage,
@@ -54,8 +54,9 @@ FILTERS_HELP = (
 )
 
 UserId = Annotated[str | None, Field(
-    description="Whose memories: the end user's id, e.g. 'alice'. Omit to use the "
-    "server's default user.")]
+    description="Whose memories: the end user's id, e.g. 'alice'. If omitted, the "
+    "server's default user; with no default, the call spans every user that matches "
+    "the other ids.")]
 AgentId = Annotated[str | None, Field(
     description="Which assistant or agent the memories belong to, e.g. 'coding-helper'.")]
 RunId = Annotated[str | None, Field(
@@ -74,6 +75,19 @@ _READ = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_
                         open_world_hint=False)
 _WRITE = ToolAnnotations(read_only_hint=False, destructive_hint=False, open_world_hint=False)
 _DESTROY = ToolAnnotations(read_only_hint=False, destructive_hint=True, open_world_hint=False)
+def _check_filters_against_pins(filters: Any, pinned: Mapping[str, str]) -> None:
+    """Refuse a plain-string filter entry naming another id than a pin, saying
+    that the server pins it (the caller never gave the pinned id itself)."""
+    if not isinstance(filters, Mapping):
+        return
+    for name, pin in pinned.items():
+        value = filters.get(name)
+        if isinstance(value, str) and value.strip() != pin:
+            raise ScopeConflictError(
+                f"this server pins '{name}' to {pin!r}, but filters name {value!r}; leave "
+                f"'{name}' out: every call uses the pinned id.")
+
+
 def _tool(fn: Callable[..., Awaitable[Any]], pinned: Mapping[str, str]) -> Callable[..., Any]:
     """Wrap a tool: apply pinned ids (hidden from its schema) and code its errors."""
     signature = inspect.signature(fn, eval_str=True)
@@ -83,6 +97,7 @@ def _tool(fn: Callable[..., Awaitable[Any]], pinned: Mapping[str, str]) -> Calla
         kwargs.update({name: value for name, value in pinned.items()
                        if name in signature.parameters})
         try:
+            _check_filters_against_pins(kwargs.get("filters"), pinned)
             return await fn(**kwargs)
         except LanceMemError as exc:
             log.info("tool %s failed: %s", fn.__name__, exc)
