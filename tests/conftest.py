@@ -45,6 +45,7 @@ def db_path(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def memory(db_path: Path, real_embedder: FastEmbedder) -> Memory:
+def memory(db_path: Path, real_embedder: FastEmbedder) -> Iterator[Memory]:
     """A Memory on real LanceDB in a temporary directory with the real model."""
-    return Memory(store=Store(str(db_path)), embedder=real_embedder)
+    with Memory(store=Store(str(db_path)), embedder=real_embedder) as opened:
+        yield opened

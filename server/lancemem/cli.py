@@ -223,16 +223,16 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> tuple[Any, Callab
         done = _reindex(settings)
         return done, lambda: print(
             f"re-embedded {done['reindexed']} memories with {done['model']}")
-    memory = Memory.from_settings(settings)
-    if args.command == "import":
-        counts = _import(args, memory)
-        return counts, lambda: print(
-            f"added {counts['added']}, skipped {counts['skipped']} already stored")
-    if args.command == "optimize":
-        sizes = _optimize(memory)
-        return sizes, lambda: print(
-            f"store size {sizes['bytes_before']:,} -> {sizes['bytes_after']:,} bytes")
-    return _run_command(args, memory)
+    with Memory.from_settings(settings) as memory:
+        if args.command == "import":
+            counts = _import(args, memory)
+            return counts, lambda: print(
+                f"added {counts['added']}, skipped {counts['skipped']} already stored")
+        if args.command == "optimize":
+            sizes = _optimize(memory)
+            return sizes, lambda: print(
+                f"store size {sizes['bytes_before']:,} -> {sizes['bytes_after']:,} bytes")
+        return _run_command(args, memory)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -9,7 +9,7 @@ history row, never a row without its change; the repair on the next open
 The rows are committed by a background writer, after the call that made the
 change has returned: a single add then waits for one commit, not two. Pending
 rows are batched into one commit. Reading history in the same process waits
-for them first (``flush``); the interpreter waits for them at exit.
+for them first (``flush``); closing the Memory (runtime.py) flushes them.
 
 Row ids are derived from the change (memory id, event, and for updates the
 new ``updated_at``), so the repair that fills a missing row (consistency.py)
@@ -22,17 +22,16 @@ import logging
 import threading
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from datetime import datetime
 from typing import Any
 
+from .runtime import Runtime
 from .store import HISTORY, Store, history_schema
 
 ADD, UPDATE, DELETE = "ADD", "UPDATE", "DELETE"
 _EVENT_ORDER = {ADD: 0, UPDATE: 1, DELETE: 2}
 _NAMESPACE = uuid.UUID("8d0f6c2e-5b7a-4c61-9a35-3f1e2b7d9c40")
-# One writer thread for every History: commits land in the order handed over.
-_WRITER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lancemem-history")
 log = logging.getLogger(__name__)
 
 
@@ -87,8 +86,11 @@ def entry(row: Mapping[str, Any]) -> dict[str, Any]:
 class History:
     """Reads and appends history rows through the store."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, runtime: Runtime | None = None) -> None:
+        """``runtime`` writes rows handed to ``record_soon``; without one they are
+        written at once."""
         self._store = store
+        self._runtime = runtime
         self._pending: list[dict[str, Any]] = []
         self._lock = threading.Lock()
         self._last: Future[None] | None = None
@@ -99,9 +101,12 @@ class History:
 
     def record_soon(self, rows: Sequence[dict[str, Any]]) -> None:
         """Append history rows from the background writer; returns at once."""
+        if self._runtime is None:
+            self.record(rows)
+            return
         with self._lock:
             self._pending.extend(rows)
-            self._last = _WRITER.submit(self._drain)
+            self._last = self._runtime.write_soon(self._drain)
 
     def _drain(self) -> None:
         with self._lock:
@@ -118,8 +123,8 @@ class History:
     def flush(self) -> None:
         """Wait until the rows handed over so far are committed (or failed again)."""
         with self._lock:
-            if self._pending:
-                self._last = _WRITER.submit(self._drain)
+            if self._pending and self._runtime is not None:
+                self._last = self._runtime.write_soon(self._drain)
             last = self._last
         if last is not None:
             last.result()

@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import threading
 from collections.abc import Callable, Iterable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from . import consistency
 from . import history as hist
-from .config import Settings
+from .config import Settings, load_settings
 from .embeddings import Embedder, FastEmbedder
 from .errors import ConflictError, NotFoundError, StorageError, ValidationError
 from .filters import metadata_columns, sql_string, sql_timestamp
@@ -42,6 +42,7 @@ from .records import (
     to_item,
 )
 from .retrieval import CANDIDATES, DEFAULT_MODE, check_mode, cosine_scores, fuse, top_cosine
+from .runtime import Runtime
 from .scoping import SCOPE_KEYS, ScopedCall, build_filters_and_metadata, scope_where, validate_id
 from .snapshot import Ranked, Snapshot
 from .store import HIDDEN_COLUMNS, MEMORIES, Store, backoff, memories_schema
@@ -49,24 +50,36 @@ from .store import HIDDEN_COLUMNS, MEMORIES, Store, backoff, memories_schema
 if TYPE_CHECKING:
     import pyarrow as pa
 
+log = logging.getLogger(__name__)
 _ID_CHUNK = 500
-# Reads and embeddings that overlap within one call (a search reads while it
-# embeds the query; a small add embeds while it looks for duplicates).
-_WORKERS = ThreadPoolExecutor(max_workers=4, thread_name_prefix="lancemem-worker")
 EAGER_EMBED = 16  # adds of up to this many texts embed them before the duplicate check
 _UPDATE_ATTEMPTS = 8
 
 
 class Memory:
-    """Session-scoped long-term memories over a LanceDB store."""
+    """Session-scoped long-term memories over a LanceDB store.
 
-    def __init__(self, *, store: Store, embedder: Embedder,
+    A Memory owns its background work (runtime.py): close it when done, or
+    use it as a context manager, so pending history is written and its
+    threads end.
+    """
+
+    def __init__(self, *, store: Store | None = None, embedder: Embedder | None = None,
                  defaults: Mapping[str, str] | None = None,
                  search_mode: str = DEFAULT_MODE) -> None:
+        """``store`` and ``embedder`` default to what the environment configures
+        (``LANCEMEM_DB``, ``LANCEMEM_EMBEDDING_MODEL``, ...; else the default
+        store and the bundled model), so ``Memory()`` works as in mem0."""
+        if store is None or embedder is None:
+            settings = load_settings()
+            store = store or Store(settings.db)
+            embedder = embedder or FastEmbedder(settings.embedding_model,
+                                                cache_dir=settings.model_cache_dir)
         self.store = store
         self.embedder = embedder
         self.search_mode = check_mode(search_mode)
-        self.history_log = hist.History(store)
+        self._runtime = Runtime()
+        self.history_log = hist.History(store, self._runtime)
         self._defaults = {key: validate_id(key, value) for key, value in (defaults or {}).items()}
         self._opened = False
         self._open_lock = threading.Lock()
@@ -91,6 +104,34 @@ class Memory:
                                          cache_dir=settings.model_cache_dir)
         return cls(store=Store(settings.db), embedder=model, defaults=settings.scope_defaults(),
                    search_mode=settings.search_mode)
+
+    def __enter__(self) -> Memory:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Finish the background work: running calls' helpers, the warm-up, pending
+        history, a compaction under way. Later calls raise ClosedError; a second
+        close does nothing."""
+        self._runtime.close(before_writer_stops=self.history_log.flush)
+        self.store.wait_for_compaction()
+
+    def warm_up(self) -> None:
+        """Open the store and load the model in the background (a server does this
+        at start, off the handshake path); a failure is logged and comes back,
+        with its code, on the first call."""
+        def run() -> None:
+            try:
+                self.ensure_open()
+                load = getattr(self.embedder, "load", None)
+                if load:
+                    load()
+            except Exception as exc:
+                log.warning("warm-up failed: %s", exc)
+
+        self._runtime.run_soon(run)
 
     def ensure_open(self) -> None:
         """Open the tables, check the model, repair history after a crash (once)."""
@@ -175,7 +216,7 @@ class Memory:
         if sum(len(plan.messages) for plan in plans) <= EAGER_EMBED:
             documents = list(dict.fromkeys(document_text(m.content, m.name or plan.actor)
                                            for plan in plans for m in plan.messages))
-            eager = _WORKERS.submit(self._embed_documents, documents)
+            eager = self._runtime.run_soon(self._embed_documents, documents)
         wanted: dict[tuple[Any, ...], set[str]] = {}
         for plan in plans:
             wanted.setdefault(scope_key(plan), set()).update(
@@ -323,8 +364,9 @@ class Memory:
         snapshot = Snapshot(self.store.dataset(MEMORIES))
         depth = max(limit, CANDIDATES) if chosen == "hybrid" else limit
         # Neither read needs the query's vector: both run while it is embedded.
-        scope = None if chosen == "keyword" else _WORKERS.submit(snapshot.scope_vectors, where)
-        keyword = None if chosen == "vector" else _WORKERS.submit(
+        scope = None if chosen == "keyword" else self._runtime.run_soon(
+            snapshot.scope_vectors, where)
+        keyword = None if chosen == "vector" else self._runtime.run_soon(
             snapshot.keyword, text, where, limit=depth)
         vector = self.embedder.embed_query(text)
         by_meaning, scores = Ranked([]), {}

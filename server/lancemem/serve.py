@@ -13,7 +13,6 @@ import ipaddress
 import logging
 import socket
 import sys
-import threading
 from collections.abc import Iterable, Sequence
 
 import anyio
@@ -196,22 +195,6 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _warm_up(memory: Memory) -> None:
-    """Open the store and load the model in the background, off the handshake path."""
-    def run() -> None:
-        try:
-            memory.ensure_open()
-            load = getattr(memory.embedder, "load", None)
-            if load:
-                load()
-        except Exception as exc:  # reported again, with its code, on the first tool call
-            log.warning("warm-up failed: %s", exc)
-
-    # Not a daemon: if the client leaves during warm-up, the interpreter must wait
-    # for it rather than finalize under native code (Python aborts otherwise).
-    threading.Thread(target=run, name="lancemem-warm-up").start()
-
-
 def _http_app(server: MCPServer, settings: Settings,
               security: TransportSecuritySettings) -> tuple[ASGIApp, str]:
     """The transport's ASGI app behind the Host/Origin guard, and its path."""
@@ -229,13 +212,19 @@ def serve(settings: Settings) -> None:
     if settings.transport != "stdio":
         security = transport_security(settings.host, settings.allow_remote,
                                       settings.allowed_hosts)
-    memory = Memory.from_settings(settings, embedding_threads=EMBEDDING_THREADS)
-    server = build_server(settings, memory=memory)
-    _warm_up(memory)
-    if security is None:
-        log.info("serving MCP on stdio, store %s", settings.db)
-        anyio.run(server.run_stdio_async)
-        return
+    with Memory.from_settings(settings, embedding_threads=EMBEDDING_THREADS) as memory:
+        server = build_server(settings, memory=memory)
+        memory.warm_up()
+        if security is None:
+            log.info("serving MCP on stdio, store %s", settings.db)
+            anyio.run(server.run_stdio_async)
+            return
+        _serve_http(server, settings, security)
+
+
+def _serve_http(server: MCPServer, settings: Settings,
+                security: TransportSecuritySettings) -> None:
+    """Run uvicorn on the bound socket until interrupted."""
     import uvicorn
 
     app, path = _http_app(server, settings, security)
