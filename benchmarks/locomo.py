@@ -33,9 +33,8 @@ from benchmarks.locomo_data import (
     scores,
     turns,
 )
-from lancemem.config import load_settings
+from lancemem.config import MODES, load_settings
 from lancemem.memory import Memory
-from lancemem.retrieval import MODES
 
 REFERENCE = "bm25 (turn text)"
 SINGLE_ADDS = 300

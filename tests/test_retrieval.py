@@ -12,11 +12,11 @@ import pyarrow as pa
 import pytest
 
 from lancemem import snapshot
-from lancemem.config import load_settings
+from lancemem.config import MODES, check_mode, load_settings
 from lancemem.errors import ValidationError
 from lancemem.memory import Memory
 from lancemem.records import document_text
-from lancemem.retrieval import MODES, check_mode, cosine_scores, fuse, top_cosine
+from lancemem.retrieval import cosine_scores, fuse, top_cosine
 from lancemem.store import MEMORIES, SEARCH_TEXT, Store, memories_schema
 
 # --- pure logic ---------------------------------------------------------------

@@ -13,10 +13,9 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from .config import SCOPE_FIELDS, TRANSPORTS, Settings, load_settings
+from .config import MODES, SCOPE_KEYS, TRANSPORTS, Settings, load_settings
 from .errors import LanceMemError, ValidationError
 from .memory import Memory
-from .retrieval import MODES
 
 
 def _json_object(text: str) -> Any:
@@ -34,7 +33,7 @@ def _common() -> argparse.ArgumentParser:
     common.add_argument("--db", help="store path or LanceDB URI (env LANCEMEM_DB)")
     common.add_argument("--model", dest="embedding_model",
                         help="fastembed model name (env LANCEMEM_EMBEDDING_MODEL)")
-    for name in SCOPE_FIELDS:
+    for name in SCOPE_KEYS:
         flag = name.replace("_", "-")
         common.add_argument(f"--{flag}", dest=name,
                             help=f"{name} scope (env LANCEMEM_{name.upper()})")
@@ -60,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
                             "memory.example.com or memory.example.com:8765; accepted in "
                             "Host/Origin headers; repeatable (env LANCEMEM_ALLOWED_HOSTS, "
                             "comma-separated)")
-    for name in SCOPE_FIELDS:
+    for name in SCOPE_KEYS:
         serve.add_argument(f"--pin-{name.replace('_', '-')}", dest=f"pin_{name}",
                            metavar="ID",
                            help=f"fix {name} for every call; callers cannot change it")
@@ -98,10 +97,10 @@ def _settings(args: argparse.Namespace) -> Settings:
     overrides: dict[str, Any] = {
         key: getattr(args, key, None)
         for key in ("db", "embedding_model", "transport", "host", "port", "allow_remote",
-                    "allowed_hosts", "search_mode", *SCOPE_FIELDS)
+                    "allowed_hosts", "search_mode", *SCOPE_KEYS)
     }
     pinned = set()
-    for name in SCOPE_FIELDS:
+    for name in SCOPE_KEYS:
         value = getattr(args, f"pin_{name}", None)
         if value is None:
             continue
@@ -134,7 +133,7 @@ def _print_history(entries: list[dict[str, Any]]) -> None:
 
 
 def _ids(args: argparse.Namespace) -> dict[str, Any]:
-    return {name: getattr(args, name) for name in SCOPE_FIELDS}
+    return {name: getattr(args, name) for name in SCOPE_KEYS}
 
 
 def _run_command(args: argparse.Namespace, memory: Memory) -> tuple[Any, Callable[[], None]]:

@@ -17,12 +17,13 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ValidationError
-from .retrieval import DEFAULT_MODE, check_mode
+from .scoping import SCOPE_KEYS
 
 ENV_PREFIX = "LANCEMEM_"
 DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 TRANSPORTS = ("stdio", "sse", "streamable-http")
-SCOPE_FIELDS = ("user_id", "agent_id", "run_id")
+MODES = ("hybrid", "vector", "keyword")  # search rankings (retrieval.py)
+DEFAULT_MODE = "hybrid"
 
 _HOST_NAME = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_.-]*[A-Za-z0-9_])?")
 _TRUE = {"1", "true", "yes", "on"}
@@ -57,7 +58,7 @@ class Settings:
 
     def scope_defaults(self) -> dict[str, str]:
         """The configured default ids, by field name, leaving out unset ones."""
-        values = {name: getattr(self, name) for name in SCOPE_FIELDS}
+        values = {name: getattr(self, name) for name in SCOPE_KEYS}
         return {name: value for name, value in values.items() if value is not None}
 
 
@@ -89,6 +90,17 @@ def _parse_bool(name: str, raw: str) -> bool:
     raise ValidationError(
         f"{ENV_PREFIX}{name.upper()}={raw!r} is not a boolean; use 1/0 or true/false."
     )
+
+
+def check_mode(mode: object) -> str:
+    """``mode`` if it names a search mode, else ValidationError saying the choices."""
+    if isinstance(mode, str) and mode.strip().lower() in MODES:
+        return mode.strip().lower()
+    raise ValidationError(
+        f"unknown search mode {mode!r}; choose one of {', '.join(MODES)} "
+        f"(default {DEFAULT_MODE})."
+    )
+
 
 
 def _parse_port(raw: Any) -> int:
@@ -162,7 +174,7 @@ def _env_scope(environ: Mapping[str, str]) -> tuple[dict[str, str], set[str]]:
     """
     values: dict[str, str] = {}
     pinned = set()
-    for name in SCOPE_FIELDS:
+    for name in SCOPE_KEYS:
         plain = environ.get(ENV_PREFIX + name.upper())
         pin = environ.get(f"{ENV_PREFIX}PIN_{name.upper()}")
         if pin is not None and not pin.strip():

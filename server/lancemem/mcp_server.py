@@ -23,7 +23,7 @@ from mcp.types import ToolAnnotations
 from pydantic import Field
 
 from . import __version__
-from .config import SCOPE_FIELDS, Settings
+from .config import SCOPE_KEYS, Settings
 from .errors import LanceMemError, ScopeConflictError, ValidationError
 from .mcp_models import (
     AddResult,
@@ -113,7 +113,7 @@ def build_server(settings: Settings, *, memory: Memory | None = None) -> MCPServ
     """The lancemem MCP server: eight memory tools over one Memory."""
     memory = memory or Memory.from_settings(settings)
     pinned = {name: getattr(settings, name) for name in settings.pinned
-              if name in SCOPE_FIELDS and getattr(settings, name)}
+              if name in SCOPE_KEYS and getattr(settings, name)}
 
     async def call(method: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         return await anyio.to_thread.run_sync(functools.partial(method, *args, **kwargs))

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import consistency
 from . import history as hist
-from .config import Settings, load_settings
+from .config import DEFAULT_MODE, Settings, check_mode, load_settings
 from .embeddings import Embedder, FastEmbedder
 from .errors import ConflictError, NotFoundError, StorageError, ValidationError
 from .filters import metadata_columns, sql_string, sql_timestamp
@@ -41,7 +41,7 @@ from .records import (
     text_hash,
     to_item,
 )
-from .retrieval import CANDIDATES, DEFAULT_MODE, check_mode, cosine_scores, fuse, top_cosine
+from .retrieval import CANDIDATES, cosine_scores, fuse, top_cosine
 from .runtime import Runtime
 from .scoping import SCOPE_KEYS, ScopedCall, build_filters_and_metadata, scope_where, validate_id
 from .snapshot import Ranked, Snapshot

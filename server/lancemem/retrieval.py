@@ -18,28 +18,14 @@ from __future__ import annotations
 from collections.abc import Hashable, Sequence
 from typing import TYPE_CHECKING, TypeVar
 
-from .errors import ValidationError
-
 if TYPE_CHECKING:
     import numpy as np
 
 K = TypeVar("K", bound=Hashable)
-MODES = ("hybrid", "vector", "keyword")
-DEFAULT_MODE = "hybrid"
 RRF_K = 5
 VECTOR_WEIGHT = 0.5
 KEYWORD_WEIGHT = 1.0
 CANDIDATES = 50  # how deep each ranking is read before fusing
-
-
-def check_mode(mode: object) -> str:
-    """``mode`` if it names a search mode, else ValidationError saying the choices."""
-    if isinstance(mode, str) and mode.strip().lower() in MODES:
-        return mode.strip().lower()
-    raise ValidationError(
-        f"unknown search mode {mode!r}; choose one of {', '.join(MODES)} "
-        f"(default {DEFAULT_MODE})."
-    )
 
 
 def fuse(keyword_ids: Sequence[K], vector_ids: Sequence[K], *, k: int = RRF_K,
