@@ -36,8 +36,12 @@ def test_a_closed_memory_refuses_work_and_closes_once(db_path: Path, real_embedd
     memory.close()  # a second close does nothing
     with pytest.raises(ClosedError, match="closed"):
         memory.add("something else", user_id="u")
-    with pytest.raises(ClosedError, match="closed"):
-        memory.search("something", user_id="u")
+    calls = [lambda: memory.search("something", user_id="u"),
+             lambda: memory.get_all(user_id="u"), lambda: memory.history("x", user_id="u"),
+             lambda: memory.delete_all(user_id="u"), lambda: memory.get("x", user_id="u")]
+    for call in calls:
+        with pytest.raises(ClosedError, match="closed"):
+            call()
 
 
 def test_each_memory_has_its_own_runtime(db_path: Path, tmp_path: Path,

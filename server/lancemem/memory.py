@@ -42,7 +42,7 @@ from .records import (
     to_item,
 )
 from .retrieval import CANDIDATES, cosine_scores, fuse, top_cosine
-from .runtime import Runtime
+from .runtime import CLOSED, ClosedError, Runtime
 from .scoping import SCOPE_KEYS, ScopedCall, build_filters_and_metadata, scope_where, validate_id
 from .snapshot import Ranked, Snapshot
 from .store import HIDDEN_COLUMNS, MEMORIES, Store, backoff, memories_schema
@@ -113,8 +113,8 @@ class Memory:
 
     def close(self) -> None:
         """Finish the background work: running calls' helpers, the warm-up, pending
-        history, a compaction under way. Later calls raise ClosedError; a second
-        close does nothing."""
+        history, a compaction under way. Later calls raise ClosedError (a
+        RuntimeError); a second close does nothing."""
         self._runtime.close(before_writer_stops=self.history_log.flush)
         self.store.wait_for_compaction()
 
@@ -146,7 +146,11 @@ class Memory:
 
     def _scope(self, ids: Mapping[str, Any], *, actor_id: Any = None, metadata: Any = None,
                filters: Any = None) -> ScopedCall:
-        """The call's scope (defaults filling ids it leaves out) and its own filters."""
+        """The call's scope (defaults filling ids it leaves out) and its own filters.
+
+        Every public call starts here, so this is where a closed Memory refuses."""
+        if self._runtime.closed:
+            raise ClosedError(CLOSED)
         return build_filters_and_metadata(
             user_id=ids.get("user_id"), agent_id=ids.get("agent_id"), run_id=ids.get("run_id"),
             actor_id=actor_id, input_metadata=metadata, input_filters=filters,
