@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
+from lancemem.errors import ClosedError, LanceMemError
 from lancemem.memory import Memory
-from lancemem.runtime import ClosedError
 from lancemem.store import HISTORY, Store
 
 
@@ -38,10 +38,14 @@ def test_a_closed_memory_refuses_work_and_closes_once(db_path: Path, real_embedd
         memory.add("something else", user_id="u")
     calls = [lambda: memory.search("something", user_id="u"),
              lambda: memory.get_all(user_id="u"), lambda: memory.history("x", user_id="u"),
-             lambda: memory.delete_all(user_id="u"), lambda: memory.get("x", user_id="u")]
+             lambda: memory.delete_all(user_id="u"), lambda: memory.get("x", user_id="u"),
+             lambda: memory.add_many([]), memory.ensure_open, memory.reset, memory.warm_up]
     for call in calls:
-        with pytest.raises(ClosedError, match="closed"):
+        with pytest.raises(ClosedError, match=r"^CLOSED_001: this Memory is closed"):
             call()
+    assert issubclass(ClosedError, LanceMemError)
+    with Memory(store=Store(str(db_path)), embedder=real_embedder) as again:  # reset refused:
+        assert [r["memory"] for r in again.get_all(user_id="u")["results"]] == ["something"]
 
 
 def test_each_memory_has_its_own_runtime(db_path: Path, tmp_path: Path,

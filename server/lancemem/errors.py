@@ -14,8 +14,9 @@ to do next. ``str(error)`` is ``"CODE: message"``.
     ├── NotFoundError            NOT_FOUND_001   no such memory in the caller's scope
     ├── EmbeddingError           EMBEDDING_002   the model cannot be loaded or run
     │   └── ModelMismatchError   EMBEDDING_001   the store was built with another model
-    └── StorageError             STORAGE_001     LanceDB failed
-        └── ConflictError        STORAGE_002     a write kept conflicting with others
+    ├── StorageError             STORAGE_001     LanceDB failed
+    │   └── ConflictError        STORAGE_002     a write kept conflicting with others
+    └── ClosedError              CLOSED_001      the Memory was closed (Python API)
 """
 
 from __future__ import annotations
@@ -103,3 +104,9 @@ class ConflictError(StorageError):
     """A write conflicted with other writers more often than retries allow."""
 
     code = "STORAGE_002"
+
+
+class ClosedError(LanceMemError):
+    """A call on a Memory after its ``close()``."""
+
+    code = "CLOSED_001"

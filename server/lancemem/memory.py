@@ -19,7 +19,7 @@ from . import consistency
 from . import history as hist
 from .config import DEFAULT_MODE, Settings, check_mode, load_settings
 from .embeddings import Embedder, FastEmbedder
-from .errors import ConflictError, NotFoundError, StorageError, ValidationError
+from .errors import ClosedError, ConflictError, NotFoundError, StorageError, ValidationError
 from .filters import metadata_columns, sql_string, sql_timestamp
 from .messages import (
     check_limit,
@@ -42,7 +42,7 @@ from .records import (
     to_item,
 )
 from .retrieval import CANDIDATES, cosine_scores, fuse, top_cosine
-from .runtime import CLOSED, ClosedError, Runtime
+from .runtime import CLOSED, Runtime
 from .scoping import SCOPE_KEYS, ScopedCall, build_filters_and_metadata, scope_where, validate_id
 from .snapshot import Ranked, Snapshot
 from .store import HIDDEN_COLUMNS, MEMORIES, Store, backoff, memories_schema
@@ -113,8 +113,8 @@ class Memory:
 
     def close(self) -> None:
         """Finish the background work: running calls' helpers, the warm-up, pending
-        history, a compaction under way. Later calls raise ClosedError (a
-        RuntimeError); a second close does nothing."""
+        history, a compaction under way. Later calls raise ClosedError
+        (CLOSED_001); a second close does nothing."""
         self._runtime.close(before_writer_stops=self.history_log.flush)
         self.store.wait_for_compaction()
 
@@ -135,6 +135,8 @@ class Memory:
 
     def ensure_open(self) -> None:
         """Open the tables, check the model, repair history after a crash (once)."""
+        if self._runtime.closed:
+            raise ClosedError(CLOSED)
         if self._opened:
             return
         with self._open_lock:
@@ -534,6 +536,8 @@ class Memory:
 
     def reset(self) -> None:
         """Delete every memory and all history, for every scope."""
+        if self._runtime.closed:
+            raise ClosedError(CLOSED)
         self.history_log.flush()
         self.store.reset()
         self._opened = False

@@ -15,14 +15,12 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, TypeVar
 
+from .errors import ClosedError
+
 T = TypeVar("T")
 
 WORKERS = 4
 CLOSED = "this Memory is closed; create a new one to go on."
-
-
-class ClosedError(RuntimeError):
-    """Work handed to a Memory after ``close()``."""
 
 
 class Runtime:
