@@ -8,7 +8,6 @@ each change in the history table in the same call.
 from __future__ import annotations
 
 import functools
-import json
 import logging
 import threading
 from collections.abc import Callable, Iterable, Mapping
@@ -20,7 +19,7 @@ from . import history as hist
 from .config import DEFAULT_MODE, Settings, check_mode, load_settings
 from .embeddings import Embedder, FastEmbedder
 from .errors import ClosedError, ConflictError, NotFoundError, StorageError, ValidationError
-from .filters import metadata_columns, sql_string, sql_timestamp
+from .filters import sql_string, sql_timestamp
 from .messages import (
     check_limit,
     check_metadata,
@@ -29,12 +28,12 @@ from .messages import (
     normalise_messages,
 )
 from .records import (
+    MemoryRecord,
     Plan,
     chunks,
     document_text,
     duplicate_query,
     in_scope,
-    new_row,
     row_key,
     scope_key,
     split_record,
@@ -245,7 +244,7 @@ class Memory:
                     results.append({"id": known[digest], "memory": message.content,
                                     "event": "NONE", **scope_fields})
                     continue
-                row = new_row(message, plan, digest, now)
+                row = MemoryRecord.new(message, plan, now).to_row()
                 known[digest] = row["id"]
                 rows.append(row)
                 attribution = {k: row[k] for k in ("actor_id", "role") if row[k] is not None}
@@ -457,27 +456,25 @@ class Memory:
         for attempt in range(_UPDATE_ATTEMPTS):
             if attempt:
                 backoff(attempt - 1)  # another writer won the swap: let it finish
-            row = self._find(memory_id, ids, full=True)
-            old_text, read_at = row["memory"], row["updated_at"]
-            if new_text is not None and new_text != old_text:
-                document = document_text(new_text, row["actor_id"])
-                if vector is None:  # the actor never changes, so one embedding serves all tries
-                    vector = self.embedder.embed_documents([document])[0]
-                row.update(memory=new_text, search_text=document, hash=text_hash(new_text),
-                           vector=vector)
-            if custom is not None:
-                row["metadata"] = json.dumps(custom, ensure_ascii=False)
-                row.update(metadata_columns(custom))
-            # Strictly later than the version read, whatever the clocks of other
-            # processes say, so history sorts in the order the updates landed.
-            row["updated_at"] = max(datetime.now(UTC), read_at + timedelta(microseconds=1))
+            stored = MemoryRecord.from_row(self._find(memory_id, ids, full=True))
+            text_changes = new_text is not None and new_text != stored.memory
+            if text_changes and vector is None:  # the actor never changes: one embedding
+                document = document_text(new_text, stored.actor_id)
+                vector = self.embedder.embed_documents([document])[0]
+            record = stored.revised(
+                text=new_text if text_changes else None, vector=vector if text_changes else None,
+                metadata=custom,
+                # Strictly later than the version read, whatever the clocks of other
+                # processes say, so history sorts in the order the updates landed.
+                updated_at=max(datetime.now(UTC), stored.updated_at + timedelta(microseconds=1)))
+            row = record.to_row()
             # Compare-and-swap: replace the row only if nobody changed it since.
-            unchanged = f"target.updated_at = {sql_timestamp(read_at)}"
+            unchanged = f"target.updated_at = {sql_timestamp(stored.updated_at)}"
             if self.store.upsert(MEMORIES, [row], self._schema, only_if=unchanged):
                 self.history_log.record_soon(
-                    [hist.history_row(memory=row, event=hist.UPDATE, old_memory=old_text,
-                                      new_memory=row["memory"], now=row["updated_at"])])
-                return to_item(row)
+                    [hist.history_row(memory=row, event=hist.UPDATE, old_memory=stored.memory,
+                                      new_memory=record.memory, now=record.updated_at)])
+                return record.to_item()
         raise ConflictError(f"memory {memory_id!r} kept changing while it was being updated; "
                             "try again.")
 

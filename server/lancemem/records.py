@@ -1,7 +1,8 @@
 """Memory rows and the shapes callers see: pure functions, no storage.
 
-A stored row becomes a mem0-shaped item (``to_item``); a checked add call is a
-``Plan``; ``new_row`` turns one planned message into the row that is written.
+A memory is a ``MemoryRecord``: it computes every derived column and turns a
+stored row into mem0's shape (``to_item``). A checked add call is a ``Plan``;
+``MemoryRecord.new`` makes the record for one planned message.
 """
 
 from __future__ import annotations
@@ -9,8 +10,8 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
-from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -50,41 +51,101 @@ def document_text(memory: str, actor_id: str | None) -> str:
     return memory if actor_id is None else f"{actor_id}: {memory}"
 
 
-def new_row(message: Message, plan: Plan, digest: str, now: datetime) -> dict[str, Any]:
-    """The memories row for one planned message (its vector is added later)."""
-    actor = message.name or plan.actor
-    return {
-        "id": str(uuid.uuid4()),
-        "memory": message.content,
-        "search_text": document_text(message.content, actor),
-        "hash": digest,
-        **plan.scope,
-        "actor_id": actor,
-        "role": message.role,
-        "metadata": json.dumps(plan.custom, ensure_ascii=False),
-        **metadata_columns(plan.custom),
-        "created_at": now,
-        "updated_at": now,
-    }
+@dataclass(frozen=True, slots=True)
+class MemoryRecord:
+    """One memory as the domain sees it.
+
+    Every stored column that derives from another is computed here and
+    nowhere else: ``hash`` (md5 of the text), ``search_text`` (the actor in
+    front of the text), the ``metadata`` JSON and its typed views
+    (``meta_*``, filters.metadata_columns). ``store._SEARCH_TEXT_SQL`` is the
+    one SQL twin, for stores made before ``search_text`` existed.
+    """
+
+    id: str
+    memory: str
+    user_id: str | None
+    agent_id: str | None
+    run_id: str | None
+    actor_id: str | None
+    role: str | None
+    metadata: Mapping[str, Any]
+    created_at: datetime
+    updated_at: datetime
+    vector: Sequence[float] | None = None
+
+    @classmethod
+    def new(cls, message: Message, plan: Plan, now: datetime) -> MemoryRecord:
+        """The record for one planned message (its vector is added when embedded)."""
+        return cls(id=str(uuid.uuid4()), memory=message.content,
+                   user_id=plan.scope.get("user_id"), agent_id=plan.scope.get("agent_id"),
+                   run_id=plan.scope.get("run_id"), actor_id=message.name or plan.actor,
+                   role=message.role, metadata=plan.custom, created_at=now, updated_at=now)
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> MemoryRecord:
+        """A stored row (all columns, or the item columns without vector)."""
+        raw = row.get("metadata")
+        return cls(id=row["id"], memory=row["memory"], user_id=row.get("user_id"),
+                   agent_id=row.get("agent_id"), run_id=row.get("run_id"),
+                   actor_id=row.get("actor_id"), role=row.get("role"),
+                   metadata=json.loads(raw) if raw else {}, created_at=row["created_at"],
+                   updated_at=row["updated_at"], vector=row.get("vector"))
+
+    @property
+    def hash(self) -> str:
+        """The md5 of the text, as mem0 computes it."""
+        return text_hash(self.memory)
+
+    @property
+    def search_text(self) -> str:
+        """What the embedding and the full-text index see (``document_text``)."""
+        return document_text(self.memory, self.actor_id)
+
+    def revised(self, *, updated_at: datetime, text: str | None = None,
+                metadata: Mapping[str, Any] | None = None,
+                vector: Sequence[float] | None = None) -> MemoryRecord:
+        """The same memory with new text (and the vector of its new search text)
+        and/or new metadata; scope and attribution never change."""
+        if text is not None and vector is None:
+            raise ValueError("new text needs the vector of its new search text")
+        return replace(self, updated_at=updated_at,
+                       memory=self.memory if text is None else text,
+                       vector=self.vector if text is None else vector,
+                       metadata=self.metadata if metadata is None else metadata)
+
+    def to_row(self) -> dict[str, Any]:
+        """The row to store, derived columns included (``vector`` only once set)."""
+        row: dict[str, Any] = {
+            "id": self.id, "memory": self.memory, "search_text": self.search_text,
+            "hash": self.hash, "user_id": self.user_id, "agent_id": self.agent_id,
+            "run_id": self.run_id, "actor_id": self.actor_id, "role": self.role,
+            "metadata": json.dumps(dict(self.metadata), ensure_ascii=False),
+            **metadata_columns(self.metadata),
+            "created_at": self.created_at, "updated_at": self.updated_at,
+        }
+        if self.vector is not None:
+            row["vector"] = list(self.vector)
+        return row
+
+    def to_item(self, *, score: float | None = None) -> dict[str, Any]:
+        """mem0's shape: scope fields on top (when set), custom keys under metadata."""
+        item: dict[str, Any] = {
+            "id": self.id, "memory": self.memory, "hash": self.hash,
+            "metadata": dict(self.metadata), "created_at": self.created_at.isoformat(),
+            "updated_at": self.updated_at.isoformat(),
+        }
+        for key in ITEM_FIELDS:
+            if getattr(self, key) is not None:
+                item[key] = getattr(self, key)
+        if score is not None:
+            item["score"] = score
+        return item
 
 
 def to_item(row: Mapping[str, Any], *, score: float | None = None) -> dict[str, Any]:
-    """A stored row in mem0's shape: scope fields on top, custom keys under metadata."""
-    raw = row.get("metadata")
-    item: dict[str, Any] = {
-        "id": row["id"],
-        "memory": row["memory"],
-        "hash": row["hash"],
-        "metadata": json.loads(raw) if raw else {},
-        "created_at": row["created_at"].isoformat(),
-        "updated_at": row["updated_at"].isoformat(),
-    }
-    for key in ITEM_FIELDS:
-        if row.get(key) is not None:
-            item[key] = row[key]
-    if score is not None:
-        item["score"] = score
-    return item
+    """A stored row in mem0's shape (``MemoryRecord.to_item``)."""
+    return MemoryRecord.from_row(row).to_item(score=score)
 
 
 def duplicate_query(scope: Mapping[str, str | None], hashes: Iterable[str]) -> str:
