@@ -29,6 +29,11 @@ def make_server(db: Path, embedder: Any, **overrides: Any) -> Any:
     return build_server(settings, memory=memory)
 
 
+def pinned_to_alice(db: Path, embedder: Any) -> Any:
+    """A server that pins user_id to 'alice'."""
+    return make_server(db, embedder, user_id="alice", pinned=frozenset({"user_id"}))
+
+
 async def test_every_tool_in_process(db_path: Path, real_embedder: Any) -> None:
     async with Client(make_server(db_path, real_embedder)) as client:
         await exercise_all_tools(client)
@@ -68,9 +73,7 @@ async def test_defaults_fill_missing_ids(db_path: Path, real_embedder: Any) -> N
 async def test_pinned_ids_are_hidden_and_cannot_be_overridden(
     db_path: Path, real_embedder: Any
 ) -> None:
-    pinned = make_server(db_path, real_embedder, user_id="alice",
-                         pinned=frozenset({"user_id"}))
-    async with Client(pinned) as client:
+    async with Client(pinned_to_alice(db_path, real_embedder)) as client:
         for tool in (await client.list_tools()).tools:
             assert "user_id" not in tool.input_schema["properties"], tool.name
             assert "agent_id" in tool.input_schema["properties"] or tool.name == "update_memory"
@@ -98,9 +101,7 @@ async def test_model_not_loaded_to_list_tools(db_path: Path, model_cache: Path) 
 async def test_a_filter_naming_another_user_than_the_pin_says_the_server_pins_it(
     db_path: Path, real_embedder: Any
 ) -> None:
-    pinned = make_server(db_path, real_embedder, user_id="alice",
-                         pinned=frozenset({"user_id"}))
-    async with Client(pinned) as client:
+    async with Client(pinned_to_alice(db_path, real_embedder)) as client:
         await call(client, "add_memory", text="alice's note")
         for tool in ("list_memories", "delete_all_memories"):
             text = await fails(client, tool, "VALIDATION_004", filters={"user_id": "bob"})

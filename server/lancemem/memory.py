@@ -18,7 +18,7 @@ from . import consistency
 from . import history as hist
 from .config import DEFAULT_MODE, Settings, check_mode, load_settings
 from .embeddings import Embedder, FastEmbedder
-from .errors import ClosedError, ConflictError, NotFoundError, StorageError, ValidationError
+from .errors import ConflictError, NotFoundError, StorageError, ValidationError
 from .filters import sql_string, sql_timestamp
 from .messages import (
     check_limit,
@@ -41,7 +41,7 @@ from .records import (
     to_item,
 )
 from .retrieval import CANDIDATES, cosine_scores, fuse, top_cosine
-from .runtime import CLOSED, Runtime
+from .runtime import Runtime
 from .scoping import SCOPE_KEYS, ScopedCall, build_filters_and_metadata, scope_where, validate_id
 from .snapshot import Ranked, Snapshot
 from .store import HIDDEN_COLUMNS, MEMORIES, Store, backoff, memories_schema
@@ -133,9 +133,11 @@ class Memory:
         self._runtime.run_soon(run)
 
     def ensure_open(self) -> None:
-        """Open the tables, check the model, repair history after a crash (once)."""
-        if self._runtime.closed:
-            raise ClosedError(CLOSED)
+        """Open the tables, check the model, repair history after a crash (once).
+
+        Every call goes through here before it touches the store, so this is
+        where a closed Memory refuses (ClosedError)."""
+        self._runtime.check_open()
         if self._opened:
             return
         with self._open_lock:
@@ -147,11 +149,7 @@ class Memory:
 
     def _scope(self, ids: Mapping[str, Any], *, actor_id: Any = None, metadata: Any = None,
                filters: Any = None) -> ScopedCall:
-        """The call's scope (defaults filling ids it leaves out) and its own filters.
-
-        Every public call starts here, so this is where a closed Memory refuses."""
-        if self._runtime.closed:
-            raise ClosedError(CLOSED)
+        """The call's scope (defaults filling ids it leaves out) and its own filters."""
         return build_filters_and_metadata(
             user_id=ids.get("user_id"), agent_id=ids.get("agent_id"), run_id=ids.get("run_id"),
             actor_id=actor_id, input_metadata=metadata, input_filters=filters,
@@ -533,8 +531,7 @@ class Memory:
 
     def reset(self) -> None:
         """Delete every memory and all history, for every scope."""
-        if self._runtime.closed:
-            raise ClosedError(CLOSED)
+        self._runtime.check_open()
         self.history_log.flush()
         self.store.reset()
         self._opened = False

@@ -34,16 +34,15 @@ class Runtime:
         self._workers_open = True
         self._writer_open = True
 
-    @property
-    def closed(self) -> bool:
-        """Whether ``close()`` was called."""
-        return not self._workers_open
+    def check_open(self) -> None:
+        """Raise ClosedError once ``close()`` was called."""
+        if not self._workers_open:
+            raise ClosedError(CLOSED)
 
     def run_soon(self, action: Callable[..., T], *args: Any, **kwargs: Any) -> Future[T]:
         """Run ``action(*args, **kwargs)`` on a worker; its Future carries the result."""
         with self._lock:
-            if not self._workers_open:
-                raise ClosedError(CLOSED)
+            self.check_open()
             return self._workers.submit(action, *args, **kwargs)
 
     def write_soon(self, action: Callable[[], T]) -> Future[T]:
