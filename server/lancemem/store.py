@@ -485,10 +485,7 @@ class Store:
         """Rows matching ``where`` (all rows when None), as an Arrow table, at the
         newest version or at ``version``."""
         def run() -> pa.Table:
-            dataset = self.dataset(name)
-            if version is not None and dataset.version != version:
-                dataset = dataset.checkout_version(version)
-            return dataset.to_table(
+            return self._dataset_at(name, version).to_table(
                 columns=None if columns is None else list(columns), filter=where or None,
                 limit=limit)
 
@@ -496,13 +493,15 @@ class Store:
 
     def count(self, name: str, where: str | None = None, *, version: int | None = None) -> int:
         """How many rows match ``where``, at the newest version or at ``version``."""
-        def run() -> int:
-            dataset = self.dataset(name)
-            if version is not None and dataset.version != version:
-                dataset = dataset.checkout_version(version)
-            return int(dataset.count_rows(where))
+        return with_retries(lambda: int(self._dataset_at(name, version).count_rows(where)),
+                            what=f"counting {name}")
 
-        return with_retries(run, what=f"counting {name}")
+    def _dataset_at(self, name: str, version: int | None) -> Any:
+        """The table at its newest version, or at ``version``."""
+        dataset = self.dataset(name)
+        if version is not None and dataset.version != version:
+            dataset = dataset.checkout_version(version)
+        return dataset
 
     def delete(self, name: str, where: str) -> int:
         """Delete the rows matching ``where`` in one commit; returns how many it
