@@ -16,7 +16,9 @@ to do next. ``str(error)`` is ``"CODE: message"``.
     │   └── ModelMismatchError   EMBEDDING_001   the store was built with another model
     ├── StorageError             STORAGE_001     LanceDB failed
     │   └── ConflictError        STORAGE_002     a write kept conflicting with others
-    └── ClosedError              CLOSED_001      the Memory was closed (Python API)
+    ├── ClosedError              CLOSED_001      the Memory was closed (Python API)
+    ├── AuthenticationError      AUTH_001        a missing, unknown, expired or revoked credential
+    └── PermissionDeniedError    AUTH_002        a call outside what its credential allows
 """
 
 from __future__ import annotations
@@ -110,3 +112,17 @@ class ClosedError(LanceMemError):
     """A call on a Memory after its ``close()``."""
 
     code = "CLOSED_001"
+
+
+class AuthenticationError(LanceMemError):
+    """A credential (API token or JWT) is missing, unknown, expired, revoked or
+    malformed. HTTP answers it with 401; the message goes to the server's log."""
+
+    code = "AUTH_001"
+
+
+class PermissionDeniedError(LanceMemError):
+    """An authenticated call reaches outside its credential: another user's ids,
+    or a write with a read-only token. Nothing was read or changed."""
+
+    code = "AUTH_002"

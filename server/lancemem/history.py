@@ -26,6 +26,7 @@ from concurrent.futures import Future
 from datetime import datetime
 from typing import Any
 
+from .principal import Principal
 from .runtime import Runtime
 from .store import HISTORY, Store, history_schema
 
@@ -55,8 +56,10 @@ def history_row(
     old_memory: str | None,
     new_memory: str | None,
     now: datetime,
+    principal: Principal | None = None,
 ) -> dict[str, Any]:
-    """One history row for a change to ``memory`` (a stored memories row)."""
+    """One history row for a change to ``memory`` (a stored memories row), made
+    by ``principal`` on an authenticated server (None: a local call)."""
     return {
         "id": event_id(memory["id"], event, memory.get("updated_at")),
         "memory_id": memory["id"],
@@ -71,6 +74,8 @@ def history_row(
         "user_id": memory.get("user_id"),
         "agent_id": memory.get("agent_id"),
         "run_id": memory.get("run_id"),
+        "principal": principal.name if principal else None,
+        "principal_label": principal.label if principal else None,
     }
 
 

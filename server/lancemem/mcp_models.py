@@ -93,6 +93,9 @@ class HistoryEntry(BaseModel):
     user_id: str | None = None
     agent_id: str | None = None
     run_id: str | None = None
+    principal: str | None = Field(default=None, description=(
+        "Who made the change on an authenticated server: token:<id> or jwt:<subject>."))
+    principal_label: str | None = Field(default=None, description="The token's label, if any.")
 
 
 class HistoryList(BaseModel):

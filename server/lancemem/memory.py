@@ -27,6 +27,7 @@ from .messages import (
     check_threshold,
     normalise_messages,
 )
+from .principal import Principal
 from .records import (
     MemoryRecord,
     Plan,
@@ -158,18 +159,21 @@ class Memory:
 
     def add(self, messages: Any, *, user_id: str | None = None, agent_id: str | None = None,
             run_id: str | None = None, actor_id: str | None = None,
-            metadata: Mapping[str, Any] | None = None) -> dict[str, Any]:
+            metadata: Mapping[str, Any] | None = None,
+            principal: Principal | None = None) -> dict[str, Any]:
         """Store each non-system message as one memory.
 
         ``messages`` is a string, a ``{role, content, name?}`` dict or a list of
         them. A message's ``name`` becomes its ``actor_id`` (``actor_id`` applies
         to messages without a name). Text already stored in the same scope is
         not stored again: its existing id comes back with event ``NONE``.
+        ``principal`` (an authenticated server's caller) is recorded in history;
+        binding the ids to it is the caller's job (principal.bind_ids).
         """
         plan = self._plan(messages, user_id=user_id, agent_id=agent_id, run_id=run_id,
                           actor_id=actor_id, metadata=metadata)
         self.ensure_open()
-        return {"results": self._commit([plan])[0]}
+        return {"results": self._commit([plan], principal=principal)[0]}
 
     def add_many(self, records: Iterable[Mapping[str, Any]], *, batch_size: int = 512,
                  progress: Callable[[int, int], None] | None = None) -> dict[str, int]:
@@ -208,7 +212,8 @@ class Memory:
                            actor_id=actor_id, metadata=custom)
         return Plan(items, call.scope.ids(), custom, call.scope.actor_id)
 
-    def _commit(self, plans: list[Plan]) -> list[list[dict[str, Any]]]:
+    def _commit(self, plans: list[Plan], *,
+                principal: Principal | None = None) -> list[list[dict[str, Any]]]:
         """Store planned messages, skipping text already in the same scope.
 
         A small add embeds its texts while the duplicates are looked up (a
@@ -251,7 +256,8 @@ class Memory:
                 results.append(added[row["id"]])
             out.append(results)
         earlier = self._write_new(rows, now, checked_at=checked_at,
-                                  embedded=eager.result() if eager and rows else None)
+                                  embedded=eager.result() if eager and rows else None,
+                                  principal=principal)
         for row_id, kept in earlier.items():  # another writer stored the same text first
             result = added[row_id]
             for key in ("actor_id", "role"):
@@ -278,7 +284,8 @@ class Memory:
         return {text: self._first_committed(ids, version) for text, ids in copies.items()}
 
     def _write_new(self, rows: list[dict[str, Any]], now: datetime, *, checked_at: int,
-                   embedded: Mapping[str, list[float]] | None = None) -> dict[str, str]:
+                   embedded: Mapping[str, list[float]] | None = None,
+                   principal: Principal | None = None) -> dict[str, str]:
         """Append new rows; returns the ones another writer beat (row id -> kept id).
 
         Two writers (threads or processes) may add the same text to one scope
@@ -302,7 +309,7 @@ class Memory:
             self.store.delete(MEMORIES, f"id IN ({', '.join(sql_string(i) for i in earlier)})")
         self.history_log.record_soon(
             [hist.history_row(memory=row, event=hist.ADD, old_memory=None,
-                              new_memory=row["memory"], now=now)
+                              new_memory=row["memory"], now=now, principal=principal)
              for row in rows if row["id"] not in earlier]
         )
         return earlier
@@ -440,10 +447,12 @@ class Memory:
 
     def update(self, memory_id: str, *, text: str | None = None,
                metadata: Mapping[str, Any] | None = None, user_id: str | None = None,
-               agent_id: str | None = None, run_id: str | None = None) -> dict[str, Any]:
+               agent_id: str | None = None, run_id: str | None = None,
+               principal: Principal | None = None) -> dict[str, Any]:
         """Change a memory's text (re-embedded) and/or replace its custom metadata.
 
         The scope and attribution never change. Returns the updated memory.
+        ``principal`` is recorded in history, as for ``add``.
         """
         if text is None and metadata is None:
             raise ValidationError("give 'text', 'metadata' or both to update a memory.")
@@ -471,32 +480,38 @@ class Memory:
             if self.store.upsert(MEMORIES, [row], self._schema, only_if=unchanged):
                 self.history_log.record_soon(
                     [hist.history_row(memory=row, event=hist.UPDATE, old_memory=stored.memory,
-                                      new_memory=record.memory, now=record.updated_at)])
+                                      new_memory=record.memory, now=record.updated_at,
+                                      principal=principal)])
                 return record.to_item()
         raise ConflictError(f"memory {memory_id!r} kept changing while it was being updated; "
                             "try again.")
 
     def delete(self, memory_id: str, *, user_id: str | None = None,
-               agent_id: str | None = None, run_id: str | None = None) -> dict[str, Any]:
-        """Delete one memory in the caller's scope; its history is kept."""
+               agent_id: str | None = None, run_id: str | None = None,
+               principal: Principal | None = None) -> dict[str, Any]:
+        """Delete one memory in the caller's scope; its history is kept (and
+        names ``principal``, as for ``add``)."""
         ids = {"user_id": user_id, "agent_id": agent_id, "run_id": run_id}
         row = self._find(memory_id, ids)
-        if not self._delete_rows([row]):  # another caller deleted it since it was found
+        if not self._delete_rows([row], principal):  # another caller deleted it since it was found
             raise NotFoundError(_not_found(memory_id))
         return {"id": row["id"], "deleted": True}
 
     def delete_all(self, *, user_id: str | None = None, agent_id: str | None = None,
                    run_id: str | None = None, actor_id: str | None = None,
-                   filters: Mapping[str, Any] | None = None) -> dict[str, Any]:
+                   filters: Mapping[str, Any] | None = None,
+                   principal: Principal | None = None) -> dict[str, Any]:
         """Delete every memory in the scope (no cap) that matches ``filters``, if given.
 
         At least one of user/agent/run id is required; filters only narrow.
+        History names ``principal``, as for ``add``.
         """
         where = self._scope({"user_id": user_id, "agent_id": agent_id, "run_id": run_id},
                             actor_id=actor_id, filters=filters).where()
-        return {"deleted": self._delete_rows(self._select(where))}
+        return {"deleted": self._delete_rows(self._select(where), principal)}
 
-    def _delete_rows(self, rows: list[dict[str, Any]]) -> int:
+    def _delete_rows(self, rows: list[dict[str, Any]],
+                     principal: Principal | None = None) -> int:
         """Delete these rows and record it; returns how many this call deleted.
 
         A row another caller deleted meanwhile counts for that caller only;
@@ -512,7 +527,8 @@ class Memory:
             if count:
                 self.history_log.record_soon(
                     [hist.history_row(memory=row, event=hist.DELETE, old_memory=row["memory"],
-                                      new_memory=None, now=now) for row in chunk]
+                                      new_memory=None, now=now, principal=principal)
+                     for row in chunk]
                 )
         return deleted
 

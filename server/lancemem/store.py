@@ -128,8 +128,17 @@ def history_schema() -> pa.Schema:
             pa.field("user_id", pa.utf8()),
             pa.field("agent_id", pa.utf8()),
             pa.field("run_id", pa.utf8()),
+            *principal_fields(),
         ]
     )
+
+
+def principal_fields() -> list[pa.Field]:
+    """Who made a change on an authenticated server (``token:<id>`` or
+    ``jwt:<subject>``) and the token's label; null for local calls."""
+    import pyarrow as pa
+
+    return [pa.field("principal", pa.utf8()), pa.field("principal_label", pa.utf8())]
 
 
 @functools.cache
@@ -299,6 +308,10 @@ class Store:
         """The table's newest version (reads at it with ``version=`` see one snapshot)."""
         return int(with_retries(lambda: self.dataset(name).version, what=f"reading {name}"))
 
+    def has_table(self, name: str) -> bool:
+        """Whether the store holds table ``name``."""
+        return name in self._table_names()
+
     def exists(self) -> bool:
         """Whether this location already holds a lancemem store."""
         return MEMORIES in self._table_names()
@@ -337,7 +350,17 @@ class Store:
                 lambda n=name, s=schema: self.db.create_table(n, schema=s, exist_ok=True),
                 done=lambda n=name: self._opens(n), what=f"creating table {name}")
         self._add_search_text()
+        self._add_history_principal()
         self.ensure_indexes()
+
+    def ensure_table(self, name: str, schema: pa.Schema) -> None:
+        """Create table ``name`` with ``schema`` unless it exists (safe under races)."""
+        if name in self._table_names():
+            self.table(name)
+            return
+        _unless_done_elsewhere(
+            lambda: self.db.create_table(name, schema=schema, exist_ok=True),
+            done=lambda: self._opens(name), what=f"creating table {name}")
 
     def _opens(self, name: str) -> bool:
         try:
@@ -360,6 +383,18 @@ class Store:
             return
         log.info("added search_text to %s; `lancemem reindex` re-embeds older memories "
                  "with their actor", self.uri)
+
+    def _add_history_principal(self) -> None:
+        """Give an older store's history its (empty) principal columns."""
+        table = self.table(HISTORY)
+        missing = [f for f in principal_fields() if f.name not in table.schema.names]
+        if not missing:
+            return
+        try:
+            with_retries(lambda: table.add_columns(missing), what="adding history columns")
+        except (StorageError, ConflictError):
+            if any(f.name not in self.table(HISTORY).schema.names for f in missing):
+                raise  # not another process's doing
 
     def ensure_indexes(self) -> None:
         """Scalar indexes on the scope columns and history's memory_id; full text on search_text."""
