@@ -13,12 +13,13 @@ PACKAGE = Path(__file__).parent.parent / "server" / "lancemem"
 
 # Lower layers never import higher ones; storage and search never import each other.
 LAYERS: dict[str, set[str]] = {
-    "core": {"errors", "filters", "scoping", "config", "messages", "records", "runtime"},
-    "storage": {"store", "history", "consistency", "snapshot"},
+    "core": {"errors", "filters", "scoping", "config", "messages", "records", "runtime",
+             "principal"},
+    "storage": {"store", "history", "consistency", "snapshot", "tokens"},
     "search": {"embeddings", "retrieval"},
     "memory": {"memory", "reindex"},
-    "edge": {"mcp_models", "mcp_strict", "mcp_server", "serve", "cli", "__init__",
-             "__main__"},
+    "edge": {"mcp_models", "mcp_strict", "mcp_server", "mcp_auth", "serve", "http_limits",
+             "jwt_auth", "jwks", "cli", "cli_tokens", "__init__", "__main__"},
 }
 MAY_IMPORT = {
     "core": {"core"},

@@ -13,7 +13,8 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from .config import MODES, SCOPE_KEYS, TRANSPORTS, Settings, load_settings
+from . import cli_tokens
+from .config import AUTH_MODES, MODES, SCOPE_KEYS, TRANSPORTS, Settings, load_settings
 from .errors import LanceMemError, ValidationError
 from .memory import Memory
 
@@ -63,6 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
         serve.add_argument(f"--pin-{name.replace('_', '-')}", dest=f"pin_{name}",
                            metavar="ID",
                            help=f"fix {name} for every call; callers cannot change it")
+    _auth_flags(serve)
     add = sub.add_parser("add", parents=[common], help="remember a text")
     add.add_argument("text")
     add.add_argument("--actor-id")
@@ -90,14 +92,39 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("--batch-size", type=int, default=512)
     sub.add_parser("optimize", parents=[common],
                    help="compact the store and drop old versions (also done automatically)")
+    store_only = argparse.ArgumentParser(add_help=False)
+    store_only.add_argument("--db", help="store path or LanceDB URI (env LANCEMEM_DB)")
+    store_only.add_argument("--json", action="store_true", help="print JSON instead of text")
+    cli_tokens.add_parser(sub, store_only)
     return parser
+
+
+def _auth_flags(serve: argparse.ArgumentParser) -> None:
+    """``serve``'s authentication and rate-limit flags (README, "Serving a team")."""
+    serve.add_argument("--auth", choices=AUTH_MODES,
+                       help="require a credential on HTTP: token (`lancemem token create`) or "
+                            "jwt (OAuth access tokens); env LANCEMEM_AUTH")
+    serve.add_argument("--jwt-issuer", metavar="URL", help="with --auth jwt: the token issuer")
+    serve.add_argument("--jwt-audience", metavar="AUD",
+                       help="with --auth jwt: the audience tokens must name")
+    serve.add_argument("--jwt-jwks-url", metavar="URL",
+                       help="with --auth jwt: the issuer's JWKS (default: discovered)")
+    serve.add_argument("--jwt-user-claim", metavar="CLAIM",
+                       help="with --auth jwt: the claim that is the user_id (default sub)")
+    serve.add_argument("--public-url", metavar="URL",
+                       help="this server's URL as clients see it, e.g. "
+                            "https://memory.example.com (OAuth metadata; its host is allowed)")
+    serve.add_argument("--rate-limit", type=float, metavar="N",
+                       help="requests per second per client address on HTTP, 0 for no limit "
+                            "(default 100; env LANCEMEM_RATE_LIMIT)")
 
 
 def _settings(args: argparse.Namespace) -> Settings:
     overrides: dict[str, Any] = {
         key: getattr(args, key, None)
         for key in ("db", "embedding_model", "transport", "host", "port", "allow_remote",
-                    "allowed_hosts", "search_mode", *SCOPE_KEYS)
+                    "allowed_hosts", "search_mode", "auth", "jwt_issuer", "jwt_audience",
+                    "jwt_jwks_url", "jwt_user_claim", "public_url", "rate_limit", *SCOPE_KEYS)
     }
     pinned = set()
     for name in SCOPE_KEYS:
@@ -218,6 +245,8 @@ def _optimize(memory: Memory) -> dict[str, Any]:
 
 def _dispatch(args: argparse.Namespace, settings: Settings) -> tuple[Any, Callable[[], None]]:
     """Run a maintenance command or a memory command; returns result and printer."""
+    if args.command == "token":
+        return cli_tokens.run(args, settings)
     if args.command == "reindex":
         done = _reindex(settings)
         return done, lambda: print(

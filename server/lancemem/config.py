@@ -22,6 +22,8 @@ from .scoping import SCOPE_KEYS
 ENV_PREFIX = "LANCEMEM_"
 DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 TRANSPORTS = ("stdio", "sse", "streamable-http")
+AUTH_MODES = ("none", "token", "jwt")
+DEFAULT_RATE_LIMIT = 100.0  # requests per second per client address on HTTP
 MODES = ("hybrid", "vector", "keyword")  # search rankings (retrieval.py)
 DEFAULT_MODE = "hybrid"
 
@@ -38,7 +40,11 @@ class Settings:
     ``memory://``). ``user_id``/``agent_id``/``run_id`` fill ids missing from a
     call; the ones named in ``pinned`` cannot be overridden by callers.
     ``allowed_hosts`` are the public names (``host`` or ``host:port``) that
-    HTTP clients may put in their Host and Origin headers.
+    HTTP clients may put in their Host and Origin headers. ``auth`` is
+    ``none``, ``token`` (API tokens in the store) or ``jwt`` (OAuth access
+    tokens from ``jwt_issuer``); ``public_url`` is the server's address as
+    clients see it (for OAuth metadata). ``rate_limit`` caps requests per
+    second per client address on HTTP (0: no cap).
     """
 
     db: str
@@ -55,6 +61,13 @@ class Settings:
     allowed_hosts: tuple[str, ...] = ()
     log_level: str = "INFO"
     search_mode: str = DEFAULT_MODE
+    auth: str = "none"
+    jwt_issuer: str | None = None
+    jwt_audience: str | None = None
+    jwt_jwks_url: str | None = None
+    jwt_user_claim: str = "sub"
+    public_url: str | None = None
+    rate_limit: float = DEFAULT_RATE_LIMIT
 
     def scope_defaults(self) -> dict[str, str]:
         """The configured default ids, by field name, leaving out unset ones."""
@@ -216,7 +229,8 @@ def _from_environ(environ: Mapping[str, str]) -> dict[str, Any]:
     """Read ``LANCEMEM_*`` variables into Settings field values."""
     values: dict[str, Any] = {}
     plain = ("db", "model_cache_dir", "embedding_model", "transport", "host", "log_level",
-             "search_mode")
+             "search_mode", "auth", "jwt_issuer", "jwt_audience", "jwt_jwks_url",
+             "jwt_user_claim", "public_url", "rate_limit")
     for name in plain:
         raw = environ.get(ENV_PREFIX + name.upper())
         if raw:
@@ -271,4 +285,54 @@ def load_settings(
             f"unknown transport {values['transport']!r}; choose one of {', '.join(TRANSPORTS)}."
         )
     values["search_mode"] = check_mode(values.get("search_mode", DEFAULT_MODE))
+    values["rate_limit"] = _parse_rate(values.get("rate_limit", DEFAULT_RATE_LIMIT))
+    _check_auth(values)
     return Settings(**values)
+
+
+def _parse_rate(raw: Any) -> float:
+    try:
+        rate = float(raw)
+    except (TypeError, ValueError):
+        rate = -1.0
+    if not (0 <= rate <= 1_000_000):  # also refuses NaN
+        raise ValidationError(f"rate limit {raw!r} is not a number of requests per second; "
+                              "use e.g. 100, or 0 for no limit.")
+    return rate
+
+
+def _check_url(name: str, value: str) -> None:
+    if not re.fullmatch(r"https?://[^\s/?#]+(/[^\s?#]*)?", value):
+        raise ValidationError(f"{name} {value!r} is not an http(s) URL; pass e.g. "
+                              "https://auth.example.com/ (no spaces, query or fragment).")
+
+
+def _check_auth(values: dict[str, Any]) -> None:
+    """Refuse an authentication setup that cannot work, saying what is missing."""
+    auth = str(values.get("auth", "none")).strip().lower()
+    if auth not in AUTH_MODES:
+        raise ValidationError(f"unknown auth mode {values['auth']!r}; choose one of "
+                              f"{', '.join(AUTH_MODES)}.")
+    values["auth"] = auth
+    if auth != "none" and values.get("transport", "stdio") == "stdio":
+        raise ValidationError(
+            f"--auth {auth} is for the HTTP transports; on stdio the client starts lancemem as "
+            "its own process, so there is nobody to authenticate. Add --transport "
+            "streamable-http (or sse), or drop --auth.")
+    jwt_given = [name for name in ("jwt_issuer", "jwt_audience", "jwt_jwks_url")
+                 if values.get(name)]
+    if auth != "jwt" and jwt_given:
+        flag = "--" + jwt_given[0].replace("_", "-")
+        raise ValidationError(f"{flag} only applies with --auth jwt (LANCEMEM_AUTH=jwt).")
+    if auth == "jwt":
+        for name in ("jwt_issuer", "jwt_audience"):
+            if not values.get(name):
+                raise ValidationError(
+                    f"--auth jwt needs --{name.replace('_', '-')} "
+                    f"({ENV_PREFIX}{name.upper()}): the issuer URL and the audience your "
+                    "authorization server puts in tokens for this server.")
+        for name in ("jwt_issuer", "jwt_jwks_url"):
+            if values.get(name):
+                _check_url(f"--{name.replace('_', '-')}", values[name])
+    if values.get("public_url"):
+        _check_url("--public-url", values["public_url"])

@@ -5,7 +5,10 @@ block), turns lancemem errors into tool errors whose text starts with the
 stable code, and returns a typed result (structured content plus its JSON
 text). Ids pinned by the server's configuration are removed from the tools'
 schemas and always applied.
-Calls are checked strictly before a tool runs (mcp_strict).
+Calls are checked strictly before a tool runs (mcp_strict). On an
+authenticated server every call is bound to its caller's credential
+(principal.bind_ids): its ids are filled in, other ids and read-only writes
+are refused (AUTH_002), and changes are recorded in history under its name.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from pydantic import Field
 from . import __version__
 from .config import SCOPE_KEYS, Settings
 from .errors import LanceMemError, ScopeConflictError, ValidationError
+from .mcp_auth import ServerAuth, current_principal
 from .mcp_models import (
     AddResult,
     ChatMessage,
@@ -36,6 +40,7 @@ from .mcp_models import (
 )
 from .mcp_strict import ServedTool, error_result, serve_strictly
 from .memory import Memory
+from .principal import bind_ids, check_against_server_pins, check_may_write
 
 log = logging.getLogger(__name__)
 
@@ -88,15 +93,32 @@ def _check_filters_against_pins(filters: Any, pinned: Mapping[str, str]) -> None
                 f"'{name}' out: every call uses the pinned id.")
 
 
-def _tool(fn: Callable[..., Awaitable[Any]], pinned: Mapping[str, str]) -> Callable[..., Any]:
-    """Wrap a tool: apply pinned ids (hidden from its schema) and code its errors."""
+def _bind_to_caller(name: str, kwargs: dict[str, Any], pinned: Mapping[str, str],
+                    writes: bool) -> None:
+    """Bind the call's ids to its authenticated caller, if any (in place); refuse
+    ids outside the caller's credential and writes with a read-only one."""
+    principal = current_principal()
+    if principal is None:
+        return
+    if writes:
+        check_may_write(principal, name)
+    check_against_server_pins(principal, pinned)
+    kwargs.update(bind_ids(principal, {key: kwargs.get(key) for key in SCOPE_KEYS},
+                           kwargs.get("filters")))
+
+
+def _tool(fn: Callable[..., Awaitable[Any]], pinned: Mapping[str, str], *,
+          writes: bool) -> Callable[..., Any]:
+    """Wrap a tool: bind it to the caller, apply pinned ids (hidden from its
+    schema) and code its errors."""
     signature = inspect.signature(fn, eval_str=True)
 
     @functools.wraps(fn)
     async def tool(**kwargs: Any) -> Any:
-        kwargs.update({name: value for name, value in pinned.items()
-                       if name in signature.parameters})
         try:
+            _bind_to_caller(fn.__name__, kwargs, pinned, writes)
+            kwargs.update({name: value for name, value in pinned.items()
+                           if name in signature.parameters})
             _check_filters_against_pins(kwargs.get("filters"), pinned)
             return await fn(**kwargs)
         except LanceMemError as exc:
@@ -109,8 +131,13 @@ def _tool(fn: Callable[..., Awaitable[Any]], pinned: Mapping[str, str]) -> Calla
     return tool
 
 
-def build_server(settings: Settings, *, memory: Memory | None = None) -> MCPServer:
-    """The lancemem MCP server: eight memory tools over one Memory."""
+def build_server(settings: Settings, *, memory: Memory | None = None,
+                 auth: ServerAuth | None = None) -> MCPServer:
+    """The lancemem MCP server: eight memory tools over one Memory.
+
+    With ``auth``, its HTTP apps refuse requests without a valid credential
+    (401) and bind every call to the credential's ids.
+    """
     memory = memory or Memory.from_settings(settings)
     pinned = {name: getattr(settings, name) for name in settings.pinned
               if name in SCOPE_KEYS and getattr(settings, name)}
@@ -139,7 +166,7 @@ def build_server(settings: Settings, *, memory: Memory | None = None) -> MCPServ
             m.model_dump(exclude_none=True) for m in messages or []]
         return AddResult.model_validate(await call(
             memory.add, payload, user_id=user_id, agent_id=agent_id, run_id=run_id,
-            actor_id=actor_id, metadata=metadata))
+            actor_id=actor_id, metadata=metadata, principal=current_principal()))
 
     async def search_memories(
         query: Annotated[str, Field(description="What to look for, in natural language.")],
@@ -198,13 +225,14 @@ def build_server(settings: Settings, *, memory: Memory | None = None) -> MCPServ
         """
         return MemoryItem.model_validate(await call(
             memory.update, memory_id, text=text, metadata=metadata, user_id=user_id,
-            agent_id=agent_id, run_id=run_id))
+            agent_id=agent_id, run_id=run_id, principal=current_principal()))
 
     async def delete_memory(memory_id: MemoryId, user_id: UserId = None,
                             agent_id: AgentId = None, run_id: RunId = None) -> Deleted:
         """Forget one memory by its id. Its history is kept."""
         return Deleted.model_validate(await call(
-            memory.delete, memory_id, user_id=user_id, agent_id=agent_id, run_id=run_id))
+            memory.delete, memory_id, user_id=user_id, agent_id=agent_id, run_id=run_id,
+            principal=current_principal()))
 
     async def delete_all_memories(user_id: UserId = None, agent_id: AgentId = None,
                                   run_id: RunId = None, actor_id: ActorId = None,
@@ -217,7 +245,7 @@ def build_server(settings: Settings, *, memory: Memory | None = None) -> MCPServ
         """
         return DeletedCount.model_validate(await call(
             memory.delete_all, user_id=user_id, agent_id=agent_id, run_id=run_id,
-            actor_id=actor_id, filters=filters))
+            actor_id=actor_id, filters=filters, principal=current_principal()))
 
     async def memory_history(memory_id: MemoryId, user_id: UserId = None,
                              agent_id: AgentId = None, run_id: RunId = None) -> HistoryList:
@@ -230,10 +258,15 @@ def build_server(settings: Settings, *, memory: Memory | None = None) -> MCPServ
              (delete_all_memories, _DESTROY), (memory_history, _READ)]
     served: dict[str, ServedTool] = {}
     for fn, hints in tools:
-        tool = Tool.from_function(_tool(fn, pinned), name=fn.__name__,
-                                  description=inspect.getdoc(fn), annotations=hints)
+        tool = Tool.from_function(_tool(fn, pinned, writes=not hints.read_only_hint),
+                                  name=fn.__name__, description=inspect.getdoc(fn),
+                                  annotations=hints)
         served[tool.name] = ServedTool(tool, frozenset(inspect.signature(fn).parameters))
     server = MCPServer(name="lancemem", version=__version__, instructions=INSTRUCTIONS,
-                       tools=[entry.tool for entry in served.values()])
+                       tools=[entry.tool for entry in served.values()],
+                       token_verifier=auth.verifier if auth else None,
+                       auth=auth.settings if auth else None)
+    if auth:
+        auth.register(server)
     serve_strictly(server, served)
     return server

@@ -1,10 +1,12 @@
 """Running the MCP server over stdio, SSE or streamable HTTP.
 
 HTTP transports bind 127.0.0.1 by default with DNS-rebinding protection (a
-foreign Host or Origin is refused). A non-loopback address is refused unless
-the user opts in with ``--allow-remote``; the protection stays on then, and
-``--allowed-host`` names the public host names clients use. On stdio, stdout
-carries the protocol, so every log line goes to stderr.
+foreign Host or Origin is refused). A non-loopback address needs
+authentication (``--auth token|jwt``) or an explicit ``--allow-remote``; the
+protection stays on either way, and ``--allowed-host`` (or the host of
+``--public-url``) names the public host names clients use. Every HTTP request
+passes a per-client rate limit first. On stdio, stdout carries the protocol,
+so every log line goes to stderr.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .config import Settings, normalize_allowed_host
 from .errors import ValidationError
+from .http_limits import RateLimiter
+from .mcp_auth import ServerAuth, jwt_auth, token_auth
 from .mcp_server import build_server
 from .memory import Memory
 
@@ -72,26 +76,30 @@ def _is_unspecified(host: str) -> bool:
 
 
 def transport_security(
-    host: str, allow_remote: bool, allowed_hosts: Sequence[str] = ()
+    host: str, allow_remote: bool, allowed_hosts: Sequence[str] = (), *,
+    authenticated: bool = False,
 ) -> TransportSecuritySettings:
     """Host/Origin checks for the HTTP transports; refuses unsafe binds.
 
     Accepted Host values: the loopback names, ``allowed_hosts`` and the bind
     address itself unless it is a wildcard (0.0.0.0, ::). Origins: http:// and
-    https:// of the same. The protection is never switched off.
+    https:// of the same. The protection is never switched off. A
+    non-loopback bind needs ``authenticated`` or ``allow_remote``.
     """
-    if not is_loopback(host) and not allow_remote:
+    if not is_loopback(host) and not allow_remote and not authenticated:
         raise ValidationError(
-            f"refusing to listen on {host}: it is reachable from other machines and lancemem "
-            "has no authentication yet. Use 127.0.0.1, or pass --allow-remote "
-            "(LANCEMEM_ALLOW_REMOTE=1) if the network is trusted."
+            f"refusing to listen on {host}: it is reachable from other machines and nothing "
+            "would authenticate the callers. Use 127.0.0.1, turn on --auth token (see the "
+            "README, 'Serving a team'), or pass --allow-remote (LANCEMEM_ALLOW_REMOTE=1) if "
+            "the network is trusted."
         )
     names = [*LOOPBACK_HOSTS, *(normalize_allowed_host(name) for name in allowed_hosts)]
     if not _is_unspecified(host):
         names.append(normalize_allowed_host(host.strip("[]"), source="--host"))
     if not is_loopback(host):
-        log.warning("listening on %s with no authentication: anyone who can reach it can read "
-                    "and change every memory", host)
+        if not authenticated:
+            log.warning("listening on %s with no authentication: anyone who can reach it can "
+                        "read and change every memory", host)
         if not allowed_hosts and _is_unspecified(host):
             log.warning("listening on every interface (%s) with no --allowed-host: only "
                         "loopback Host headers (%s) will be accepted, other clients get 421; "
@@ -195,15 +203,28 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+def endpoint_path(transport: str) -> str:
+    """Where the transport's MCP endpoint is served."""
+    return "/sse" if transport == "sse" else "/mcp"
+
+
 def _http_app(server: MCPServer, settings: Settings,
-              security: TransportSecuritySettings) -> tuple[ASGIApp, str]:
-    """The transport's ASGI app behind the Host/Origin guard, and its path."""
+              security: TransportSecuritySettings) -> ASGIApp:
+    """The transport's ASGI app behind the rate limit and the Host/Origin guard."""
     if settings.transport == "sse":
-        app, path = server.sse_app(transport_security=security, host=settings.host), "/sse"
+        app = server.sse_app(transport_security=security, host=settings.host)
     else:
         app = server.streamable_http_app(transport_security=security, host=settings.host)
-        path = "/mcp"
-    return HostOriginGuard(app, security, settings.transport), path
+    return RateLimiter(HostOriginGuard(app, security, settings.transport), settings.rate_limit)
+
+
+def _public_names(settings: Settings) -> list[str]:
+    """The allowed host names, with the host of ``--public-url`` among them."""
+    names = list(settings.allowed_hosts)
+    if settings.public_url:
+        host = settings.public_url.split("://", 1)[1].split("/", 1)[0]
+        names.append(normalize_allowed_host(host.rsplit("@", 1)[-1], source="--public-url"))
+    return names
 
 
 def serve(settings: Settings) -> None:
@@ -211,27 +232,64 @@ def serve(settings: Settings) -> None:
     security = None
     if settings.transport != "stdio":
         security = transport_security(settings.host, settings.allow_remote,
-                                      settings.allowed_hosts)
+                                      _public_names(settings),
+                                      authenticated=settings.auth != "none")
     with Memory.from_settings(settings, embedding_threads=EMBEDDING_THREADS) as memory:
-        server = build_server(settings, memory=memory)
-        memory.warm_up()
         if security is None:
+            server = build_server(settings, memory=memory)
+            memory.warm_up()
             log.info("serving MCP on stdio, store %s", settings.db)
             anyio.run(server.run_stdio_async)
             return
-        _serve_http(server, settings, security)
+        sock = _bind(settings.host, settings.port)
+        base = _base_url(settings, sock.getsockname()[1])
+        auth = _server_auth(settings, memory, f"{base}{endpoint_path(settings.transport)}")
+        server = build_server(settings, memory=memory, auth=auth)
+        memory.warm_up()
+        _serve_http(server, settings, security, sock)
+
+
+def _base_url(settings: Settings, port: int) -> str:
+    """The server's URL as clients see it: --public-url, else the bound address."""
+    if settings.public_url:
+        return settings.public_url.rstrip("/")
+    shown = f"[{settings.host}]" if ":" in settings.host else settings.host
+    return f"http://{shown}:{port}"
+
+
+def _server_auth(settings: Settings, memory: Memory, resource_url: str) -> ServerAuth | None:
+    """The configured authentication, checked at start (a store it cannot read fails here)."""
+    if settings.auth == "token":
+        from .tokens import TokenAuthenticator, TokenTable
+
+        authenticator = TokenAuthenticator(TokenTable(memory.store))
+        if not authenticator.count():
+            log.warning("--auth token: the store %s has no tokens yet, so every request will "
+                        "get 401; create one with `lancemem token create --user-id ID --db "
+                        "%s`", settings.db, settings.db)
+        return token_auth(authenticator.authenticate)
+    if settings.auth == "jwt":
+        from .jwt_auth import JwtVerifier
+
+        assert settings.jwt_issuer and settings.jwt_audience  # config checked them
+        verifier = JwtVerifier(issuer=settings.jwt_issuer, audience=settings.jwt_audience,
+                               jwks_url=settings.jwt_jwks_url,
+                               user_claim=settings.jwt_user_claim)
+        return jwt_auth(verifier.verify, settings, resource_url)
+    return None
 
 
 def _serve_http(server: MCPServer, settings: Settings,
-                security: TransportSecuritySettings) -> None:
+                security: TransportSecuritySettings, sock: socket.socket) -> None:
     """Run uvicorn on the bound socket until interrupted."""
     import uvicorn
 
-    app, path = _http_app(server, settings, security)
-    sock = _bind(settings.host, settings.port)
+    app = _http_app(server, settings, security)
     port = sock.getsockname()[1]
     shown = f"[{settings.host}]" if ":" in settings.host else settings.host
-    print(f"lancemem: serving {settings.transport} at http://{shown}:{port}{path} "
-          f"(store {settings.db})", file=sys.stderr, flush=True)
+    auth = "" if settings.auth == "none" else f", auth {settings.auth}"
+    print(f"lancemem: serving {settings.transport} at http://{shown}:{port}"
+          f"{endpoint_path(settings.transport)} (store {settings.db}{auth})",
+          file=sys.stderr, flush=True)
     config = uvicorn.Config(app, log_level="warning", lifespan="on")
     uvicorn.Server(config).run(sockets=[sock])
