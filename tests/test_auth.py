@@ -151,8 +151,7 @@ def test_reading_tokens_creates_nothing(db_path: Path) -> None:
 
 def test_auth_settings_are_checked() -> None:
     http = {"transport": "streamable-http"}
-    with pytest.raises(LanceValidationError, match="HTTP transports"):
-        load_settings({"auth": "token"}, environ={})
+    assert load_settings({}, environ={"LANCEMEM_AUTH": "token"}).auth == "token"  # CLI commands
     with pytest.raises(LanceValidationError, match="--jwt-issuer"):
         load_settings({**http, "auth": "jwt", "jwt_audience": "a"}, environ={})
     with pytest.raises(LanceValidationError, match="--jwt-audience"):
@@ -168,6 +167,22 @@ def test_auth_settings_are_checked() -> None:
         load_settings({"rate_limit": "fast"}, environ={})
     settings = load_settings(http, environ={"LANCEMEM_AUTH": "TOKEN", "LANCEMEM_RATE_LIMIT": "5"})
     assert (settings.auth, settings.rate_limit) == ("token", 5.0)
+
+
+def test_auth_on_stdio_is_refused_at_start_and_cli_commands_ignore_it(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "LANCEMEM_AUTH": "token",
+           "LANCEMEM_DB": str(tmp_path / "db")}
+    served = subprocess.run([sys.executable, "-m", "lancemem", "serve"], env=env,
+                            capture_output=True, text=True, timeout=120,
+                            stdin=subprocess.DEVNULL)
+    assert served.returncode == 1 and "for the HTTP transports" in served.stderr
+    listed = subprocess.run([sys.executable, "-m", "lancemem", "token", "list"], env=env,
+                            capture_output=True, text=True, timeout=120)
+    assert listed.returncode == 0 and "no tokens" in listed.stdout
 
 
 def test_authenticated_servers_may_bind_beyond_loopback() -> None:

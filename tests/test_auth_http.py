@@ -123,13 +123,16 @@ def test_requests_without_a_valid_token_get_401_and_run_nothing(tmp_path: Path,
     assert memories == [] and history == []
 
 
-async def test_tenants_never_reach_each_other_on_any_tool(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("transport", "mode"), [
+    ("streamable-http", "auto"), ("streamable-http", "legacy"), ("sse", "legacy")])
+async def test_tenants_never_reach_each_other_on_any_tool(tmp_path: Path, transport: str,
+                                                          mode: str) -> None:
     _, alice = make_token(tmp_path, user_id="alice", label="alice-laptop")
     _, bob = make_token(tmp_path, user_id="bob")
     _, star = make_token(tmp_path, user_id="*")
-    with http_server(tmp_path, "streamable-http", "--auth", "token") as url:
+    with http_server(tmp_path, transport, "--auth", "token") as url:
         with anyio.fail_after(TIMEOUT):
-            async with client_for(url, alice) as client:
+            async with client_for(url, alice, mode=mode) as client:
                 ids = []
                 for text in ("likes green tea", "moved to Lisbon", "works at Acme"):
                     error, added = await call(client, "add_memory", text=text,
@@ -142,7 +145,7 @@ async def test_tenants_never_reach_each_other_on_any_tool(tmp_path: Path) -> Non
             before = settled(tmp_path)
             assert {row["user_id"] for row in before[0]} == {"alice"}
             for token in (bob, star):
-                async with client_for(url, token) as intruder:
+                async with client_for(url, token, mode=mode) as intruder:
                     await _attempt_every_tool(intruder, ids)
                 after = settled(tmp_path)
                 assert [r for r in after[0] if r["user_id"] == "alice"] == before[0]

@@ -32,9 +32,33 @@ def entries() -> list[tuple[str, dict]]:
 
 def test_every_client_has_an_entry() -> None:
     clients = {client for client, _ in entries()}
-    assert clients == {"claude_desktop", "vscode", "cursor", "http"}
+    assert clients == {"claude_desktop", "vscode", "cursor", "http", "http_with_token"}
     [(_, http)] = [e for e in entries() if e[0] == "http"]
     assert http["url"] == "http://127.0.0.1:8765/mcp"
+
+
+async def test_the_token_entry_reaches_a_server_with_auth(tmp_path: Path) -> None:
+    """The http_with_token block, pointed at a local `serve --auth token`, works as written."""
+    from mcp.client.streamable_http import streamable_http_client
+    from mcp.shared._httpx_utils import create_mcp_http_client
+
+    from lancemem.store import Store
+    from lancemem.tokens import TokenTable
+    from tests.test_mcp_transports import http_server
+
+    [(_, entry)] = [e for e in entries() if e[0] == "http_with_token"]
+    assert entry["url"].endswith("/mcp") and entry["type"] == "http"
+    _, token = TokenTable(Store(str(tmp_path / "db"))).create(user_id="configured")
+    headers = {name: value.replace("lmk_YOUR_TOKEN", token)
+               for name, value in entry["headers"].items()}
+    with http_server(tmp_path, "streamable-http", "--auth", "token") as url:
+        transport = streamable_http_client(url, http_client=create_mcp_http_client(
+            headers=headers))
+        with anyio.fail_after(120):
+            async with Client(transport) as session:
+                result = await session.call_tool("add_memory", {"text": "configured right"})
+                assert not result.is_error, result.content[0].text
+                assert result.structured_content["results"][0]["user_id"] == "configured"
 
 
 @pytest.mark.parametrize("client", ["claude_desktop", "vscode", "cursor"])

@@ -314,11 +314,6 @@ def _check_auth(values: dict[str, Any]) -> None:
         raise ValidationError(f"unknown auth mode {values['auth']!r}; choose one of "
                               f"{', '.join(AUTH_MODES)}.")
     values["auth"] = auth
-    if auth != "none" and values.get("transport", "stdio") == "stdio":
-        raise ValidationError(
-            f"--auth {auth} is for the HTTP transports; on stdio the client starts lancemem as "
-            "its own process, so there is nobody to authenticate. Add --transport "
-            "streamable-http (or sse), or drop --auth.")
     jwt_given = [name for name in ("jwt_issuer", "jwt_audience", "jwt_jwks_url")
                  if values.get(name)]
     if auth != "jwt" and jwt_given:

@@ -19,6 +19,7 @@ import anyio.to_thread
 from mcp.server.auth.middleware.auth_context import get_access_token
 from mcp.server.auth.provider import AccessToken
 from mcp.server.auth.settings import AuthSettings
+from mcp.server.mcpserver import MCPServer
 from pydantic import ConfigDict
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -77,7 +78,7 @@ class ServerAuth:
     settings: AuthSettings
     metadata: dict[str, object] | None = None  # RFC 9728 document, for --auth jwt
 
-    def register(self, server: object) -> None:
+    def register(self, server: MCPServer) -> None:
         """Serve the resource metadata at the RFC 9728 root path too (the SDK serves
         it under the endpoint's path only)."""
         if self.metadata is None:
@@ -87,7 +88,7 @@ class ServerAuth:
         async def metadata(request: Request) -> Response:
             return JSONResponse(document, headers={"Cache-Control": "public, max-age=3600"})
 
-        server.custom_route(WELL_KNOWN, methods=["GET"])(metadata)  # type: ignore[attr-defined]
+        server.custom_route(WELL_KNOWN, methods=["GET"])(metadata)
 
 
 def token_auth(authenticate: Callable[[str], Principal]) -> ServerAuth:

@@ -229,6 +229,11 @@ def _public_names(settings: Settings) -> list[str]:
 
 def serve(settings: Settings) -> None:
     """Serve the tools on the configured transport until interrupted."""
+    if settings.auth != "none" and settings.transport == "stdio":
+        raise ValidationError(
+            f"--auth {settings.auth} is for the HTTP transports; on stdio the client starts "
+            "lancemem as its own process, so there is nobody to authenticate. Add --transport "
+            "streamable-http (or sse), or drop --auth (LANCEMEM_AUTH).")
     security = None
     if settings.transport != "stdio":
         security = transport_security(settings.host, settings.allow_remote,
