@@ -161,6 +161,9 @@ def test_auth_settings_are_checked() -> None:
     with pytest.raises(LanceValidationError, match="not an http"):
         load_settings({**http, "auth": "jwt", "jwt_issuer": "ftp://x", "jwt_audience": "a"},
                       environ={})
+    with pytest.raises(LanceValidationError, match="--jwt-user-claim"):
+        load_settings({**http, "auth": "jwt", "jwt_issuer": "https://i.test",
+                       "jwt_audience": "a", "jwt_user_claim": ""}, environ={})
     with pytest.raises(LanceValidationError, match="unknown auth mode"):
         load_settings(http, environ={"LANCEMEM_AUTH": "basic"})
     with pytest.raises(LanceValidationError, match="rate limit"):
@@ -220,6 +223,20 @@ def test_history_rows_name_the_principal(memory: object) -> None:
     entries = memory.history(added["id"], user_id="alice")["results"]
     assert [(e["event"], e["principal"], e["principal_label"]) for e in entries] == [
         ("ADD", "token:tk_1", "bot"), ("UPDATE", "token:tk_2", None), ("DELETE", None, None)]
+
+
+def test_the_history_command_says_who(db_path: Path, real_embedder: object,
+                                      capsys: pytest.CaptureFixture[str]) -> None:
+    from lancemem.cli import main
+    from lancemem.memory import Memory
+
+    with Memory(store=Store(str(db_path)), embedder=real_embedder) as memory:  # type: ignore[arg-type]
+        added = memory.add("likes tea", user_id="alice", principal=ALICE)["results"][0]
+        memory.update(added["id"], text="likes coffee", user_id="alice")
+    assert main(["history", added["id"], "--user-id", "alice", "--db", str(db_path)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].endswith("+ likes tea  [by token:tk_1 ('bot')]"), lines
+    assert lines[1].endswith("likes tea -> likes coffee"), lines
 
 
 def test_an_older_history_table_gains_the_principal_columns(db_path: Path,

@@ -293,6 +293,8 @@ def test_the_token_cli_creates_lists_and_revokes(tmp_path: Path) -> None:
     assert [i["user_id"] for i in items] == ["alice", "bob"]
     assert created["token"] not in listed.stdout and plain.stdout.strip() not in listed.stdout
     assert lancemem("revoke", created["id"]).returncode == 0
+    twice = lancemem("revoke", created["id"])
+    assert twice.returncode == 0 and "already revoked" in twice.stdout
     text = lancemem("list").stdout
     assert f"{created['id']}  revoked" in text and "'support bot'" in text
     unknown = lancemem("revoke", "tk_nope")

@@ -156,7 +156,9 @@ def _print_history(entries: list[dict[str, Any]]) -> None:
     for entry in entries:
         change = {"ADD": f"+ {entry['new_memory']}", "DELETE": f"- {entry['old_memory']}"}.get(
             entry["event"], f"{entry['old_memory']} -> {entry['new_memory']}")
-        print(f"{entry['created_at']}  {entry['event']:<6} {change}")
+        label = f" ({entry['principal_label']!r})" if entry.get("principal_label") else ""
+        who = f"  [by {entry['principal']}{label}]" if entry.get("principal") else ""
+        print(f"{entry['created_at']}  {entry['event']:<6} {change}{who}")
 
 
 def _ids(args: argparse.Namespace) -> dict[str, Any]:

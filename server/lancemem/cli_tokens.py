@@ -66,7 +66,9 @@ def _print_table(items: list[dict[str, Any]]) -> None:
         access = "read-only" if item["read_only"] else "read-write"
         expires = f" expires {item['expires_at']}" if item["expires_at"] else ""
         label = f" {item['label']!r}" if item["label"] else ""
-        print(f"{item['id']}  {item['status']:<7} {access:<10} {scope}{label}{expires}")
+        revoked = f" revoked {item['revoked_at'][:19]}" if item["revoked_at"] else ""
+        print(f"{item['id']}  {item['status']:<7} {access:<10} {scope}{label} "
+              f"created {item['created_at'][:19]}{expires}{revoked}")
 
 
 def run(args: argparse.Namespace, settings: Settings) -> tuple[Any, Callable[[], None]]:
@@ -92,6 +94,11 @@ def run(args: argparse.Namespace, settings: Settings) -> tuple[Any, Callable[[],
         items = [record.to_item(now) for record in table.records()]
         return {"results": items}, lambda: _print_table(items)
     record = table.revoke(args.token_id)
+    assert record.revoked_at is not None
+    if record.revoked_at < now:
+        return record.to_item(now), lambda: print(
+            f"{record.id} ({_binding(record)}) was already revoked at "
+            f"{record.revoked_at.isoformat()}")
     return record.to_item(now), lambda: print(
         f"revoked {record.id} ({_binding(record)}); servers on this store refuse it within "
         "a second")

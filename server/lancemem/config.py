@@ -329,5 +329,11 @@ def _check_auth(values: dict[str, Any]) -> None:
         for name in ("jwt_issuer", "jwt_jwks_url"):
             if values.get(name):
                 _check_url(f"--{name.replace('_', '-')}", values[name])
+        claim = values.get("jwt_user_claim", "sub")
+        if not re.fullmatch(r"[A-Za-z0-9_.:/-]{1,100}", str(claim)):
+            raise ValidationError(
+                f"--jwt-user-claim {claim!r} is not a claim name; pass the name of the JWT "
+                "claim that holds the user id, e.g. sub (the default), email or "
+                "preferred_username.")
     if values.get("public_url"):
         _check_url("--public-url", values["public_url"])

@@ -108,5 +108,5 @@ def jwt_auth(authenticate: Callable[[str], Principal], settings: Settings,
     auth = AuthSettings(issuer_url=settings.jwt_issuer, resource_server_url=resource_url,
                         validate_token_resource=False)
     metadata = {"resource": resource_url, "authorization_servers": [settings.jwt_issuer],
-                "bearer_methods_supported": ["header"], "resource_name": "lancemem"}
+                "bearer_methods_supported": ["header"]}
     return ServerAuth(PrincipalVerifier(authenticate, "JWT"), auth, metadata)
