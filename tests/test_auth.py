@@ -254,3 +254,68 @@ def test_an_older_history_table_gains_the_principal_columns(db_path: Path,
     store.open(model_name=real_embedder.model_name, dim=real_embedder.dim)  # type: ignore[attr-defined]
     rows = store.select(HISTORY, None)
     assert rows[0]["principal"] is None and "principal_label" in rows[0]
+
+
+def test_a_server_with_auth_fails_closed_without_a_principal(db_path: Path,
+                                                             real_embedder: object) -> None:
+    import anyio
+    from mcp import Client
+
+    from lancemem.mcp_auth import token_auth
+    from lancemem.mcp_server import build_server
+    from lancemem.memory import Memory
+
+    def never(token: str) -> Principal:
+        raise AuthenticationError("no")
+
+    settings = load_settings({"db": str(db_path), "transport": "streamable-http"}, environ={})
+
+    async def run() -> str:
+        with Memory(store=Store(str(db_path)), embedder=real_embedder) as memory:  # type: ignore[arg-type]
+            async with Client(build_server(settings, memory=memory,
+                                           auth=token_auth(never))) as client:
+                result = await client.call_tool("add_memory", {"text": "x", "user_id": "a"})
+                return result.content[0].text
+
+    assert anyio.run(run).startswith("AUTH_001: ")
+
+
+def test_filter_keys_cannot_forge_log_lines() -> None:
+    from lancemem.filters import compile_where
+
+    forged = "x\n2026-12-02 07:00:00,000 WARNING lancemem.http_limits: rate-limited 10.9.9.9"
+    with pytest.raises(LanceValidationError) as caught:
+        compile_where({forged: 1})
+    assert "\n" not in str(caught.value) and "\\n" in str(caught.value)
+
+
+def test_the_credential_limiter_counts_open_requests() -> None:
+    import anyio
+
+    from lancemem.http_limits import CredentialLimiter
+
+    release = anyio.Event()
+    sent: list[int] = []
+
+    async def stream(scope: object, receive: object, send: object) -> None:
+        await release.wait()
+
+    limiter = CredentialLimiter(stream, max_open=2)  # type: ignore[arg-type]
+
+    async def request(token: bytes) -> None:
+        async def send(message: dict[str, object]) -> None:
+            if message["type"] == "http.response.start":
+                sent.append(int(message["status"]))  # type: ignore[call-overload]
+        scope = {"type": "http", "method": "GET", "headers": [(b"authorization", token)]}
+        await limiter(scope, None, send)  # type: ignore[arg-type]
+
+    async def run() -> None:
+        async with anyio.create_task_group() as group:
+            for token in (b"Bearer a", b"Bearer a", b"Bearer a", b"Bearer b"):
+                group.start_soon(request, token)
+            await anyio.sleep(0.2)
+            assert sent == [429]  # the third stream of "a"; "b" is unaffected
+            release.set()
+        assert limiter._open == {}
+
+    anyio.run(run)

@@ -348,3 +348,62 @@ def test_a_body_over_the_bound_is_refused(tmp_path: Path) -> None:
         assert httpx.post(url, content=body, headers=headers, timeout=30).status_code == 413
         no_token = {k: v for k, v in headers.items() if k != "Authorization"}
         assert httpx.post(url, content=body, headers=no_token, timeout=30).status_code == 401
+
+
+# ---------------------------------------------------------------- what an attack found
+
+
+async def test_a_servers_pins_refuse_a_credentials_other_ids(tmp_path: Path) -> None:
+    _, alice = make_token(tmp_path, user_id="alice")
+    with http_server(tmp_path, "streamable-http", "--auth", "token", "--pin-user-id", "alice",
+                     "--pin-agent-id", "other-bot") as url:
+        with anyio.fail_after(TIMEOUT):
+            async with client_for(url, alice) as client:
+                tools = {t.name: t for t in (await client.list_tools()).tools}
+                assert "user_id" not in tools["delete_all_memories"].input_schema["properties"]
+                error, _ = await call(client, "add_memory", text="likes tea")
+                assert not error
+                before = settled(tmp_path)
+                for args in ({"user_id": "bob"}, {"agent_id": "triage-bot"},
+                             {"user_id": "bob", "filters": {"category": "food"}}):
+                    error, text = await call(client, "delete_all_memories", **args)
+                    assert error and text.startswith("AUTH_002: ") and "pins" in text, text
+                assert settled(tmp_path) == before
+                error, listed = await call(client, "list_memories", user_id=" alice ")
+                assert not error and len(listed["results"]) == 1
+
+
+def test_x_forwarded_for_does_not_pick_the_rate_limited_address(tmp_path: Path) -> None:
+    _, token = make_token(tmp_path, user_id="alice")
+    with http_server(tmp_path, "streamable-http", "--auth", "token",
+                     "--rate-limit", "5") as url:
+        headers = {**HEADERS, "Authorization": f"Bearer {token}"}
+        started = time.monotonic()
+        statuses = [httpx.post(url, json=INITIALIZE, timeout=10, headers={
+            **headers, "X-Forwarded-For": f"10.0.{i // 256}.{i % 256}",
+            "Forwarded": f"for=10.1.0.{i % 256}"}).status_code for i in range(60)]
+        elapsed = time.monotonic() - started
+    # One bucket for all of them (10 at once, then 5 a second), not one per claimed address.
+    assert statuses.count(200) <= 10 + 5 * elapsed + 2, (statuses, elapsed)
+    assert statuses.count(429) > 0
+
+
+def test_one_credential_cannot_hold_every_session(tmp_path: Path) -> None:
+    _, greedy = make_token(tmp_path, user_id="mallory", read_only=True)
+    _, other = make_token(tmp_path, user_id="bob")
+    with http_server(tmp_path, "streamable-http", "--auth", "token",
+                     "--rate-limit", "0") as url:
+        def initialize(token: str) -> httpx.Response:
+            return httpx.post(url, json=INITIALIZE, timeout=10, headers={
+                **HEADERS, "Authorization": f"Bearer {token}"})
+
+        answers = [initialize(greedy) for _ in range(70)]
+        assert [a.status_code for a in answers[:64]] == [200] * 64
+        assert {a.status_code for a in answers[64:]} == {429}
+        assert "sessions" in answers[-1].json()["error_description"]
+        session = answers[0].headers["mcp-session-id"]
+        assert httpx.delete(url, timeout=10, headers={
+            **HEADERS, "Authorization": f"Bearer {greedy}", "mcp-session-id": session,
+            "mcp-protocol-version": "2025-11-25"}).status_code in (200, 204)
+        assert initialize(greedy).status_code == 200  # ending a session frees its place
+        assert initialize(other).status_code == 200  # other tenants were never locked out

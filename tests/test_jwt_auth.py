@@ -282,9 +282,12 @@ def test_a_custom_user_claim(issuer: JwtIssuer) -> None:
     assert verifier.verify(token) == Principal(
         kind="jwt", id="u-123", user_id="alice@example.com", label="app")
     # Without a subject the principal is named by the user claim.
-    token = issuer.token(sub=None, email=" bob@example.com ")
+    token = issuer.token(sub=None, email="bob@example.com")
     assert verifier.verify(token) == Principal(
         kind="jwt", id="bob@example.com", user_id="bob@example.com")
+    # Exactly as given: " bob@example.com " is not bob@example.com (an editable claim
+    # must not reach another user's memories by padding).
+    refused(verifier, issuer.token(sub=None, email=" bob@example.com "), "whitespace")
 
 
 @pytest.mark.parametrize("email", [None, "", 42, "x\ty"])
@@ -477,3 +480,45 @@ def test_an_issuer_that_is_not_a_url_works_with_a_jwks_url(
                            jwks_url=issuer.jwks_url)
     assert verifier.jwks_url() == issuer.jwks_url
     assert verifier.verify(issuer.token(rsa_a, iss="urn:example:issuer")).id == "alice"
+
+
+# -- what an attack found ----------------------------------------------------
+
+
+@pytest.mark.parametrize("alg", [[], {}, ["RS256"], 256, None])
+def test_an_unhashable_or_odd_alg_is_refused_not_crashed(verifier: JwtVerifier,
+                                                         alg: Any) -> None:
+    refused(verifier, forged({"alg": alg, "kid": "a"}, {"sub": "alice"}), "algorithm")
+
+
+@pytest.mark.parametrize("sub", [" alice ", "alice\n", "\u2028alice", "alice\u3000",
+                                 "alice\xa0", "\x1calice"])
+def test_an_id_claim_with_edges_is_not_the_id_without_them(issuer: JwtIssuer,
+                                                          verifier: JwtVerifier,
+                                                          sub: str) -> None:
+    refused(verifier, issuer.token(sub=sub), "'sub'")
+
+
+def test_a_label_that_would_break_a_log_line_is_dropped(issuer: JwtIssuer,
+                                                        verifier: JwtVerifier) -> None:
+    assert verifier.verify(issuer.token(azp="web\napp")).label is None
+    assert verifier.verify(issuer.token(azp="x" * 201)).label is None
+    assert verifier.verify(issuer.token(azp="web-app")).label == "web-app"
+
+
+def test_unknown_kids_never_wait_for_a_fetch_under_way(issuer: JwtIssuer,
+                                                       verifier: JwtVerifier) -> None:
+    assert verifier.verify(issuer.token()).user_id == "alice"  # keys cached
+    time.sleep(MIN_REFRESH * 2)
+    stranger = rsa_key("not-published")
+    outcome: list[str] = []
+
+    def attempt() -> None:
+        outcome.append(refused(verifier, stranger.sign(issuer.claims()), "not-published"))
+
+    with verifier._keys._fetch_lock:  # as if a slow fetch were under way, forever
+        worker = threading.Thread(target=attempt, daemon=True)
+        worker.start()
+        worker.join(timeout=10)
+        assert not worker.is_alive(), "an unknown kid queued behind the fetch under way"
+    assert outcome

@@ -64,6 +64,16 @@ _KEY_PATTERN = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 Scalar = str | int | float | bool
 
 
+_PLAIN_KEY = re.compile(r"[A-Za-z0-9_$-]{1,100}")
+
+
+def _child(path: str, key: str) -> str:
+    """The path of ``key`` under ``path`` for error messages: a plain key as
+    ``.key``, anything else quoted (``["a\\nb"]``), so a caller's key cannot
+    break a log line or imitate one."""
+    return f"{path}.{key}" if _PLAIN_KEY.fullmatch(key) else f"{path}[{key!r}]"
+
+
 def sql_string(value: str) -> str:
     """Quote a string as a SQL literal; doubling quotes is the only escape needed."""
     return "'" + value.replace("'", "''") + "'"
@@ -155,7 +165,7 @@ class _Compiler:
         logic = LOGIC.get(key.lower().removeprefix("$"))
         if logic:
             return self._logic(logic, value, depth=depth, path=f"{path}.{key}")
-        return self._field(key, value, path=f"{path}.{key}")
+        return self._field(key, value, path=_child(path, key))
 
     def _logic(self, op: str, value: Any, *, depth: int, path: str) -> str:
         if not isinstance(value, list) or not value:

@@ -38,6 +38,7 @@ from .scoping import validate_id
 _CURVE_FOR_ALG = {"ES256": "P-256", "ES384": "P-384", "ES512": "P-521"}
 MAX_TOKEN_CHARS = 64 * 1024  # far above real tokens; bounds work done on junk
 _REQUIRED_CLAIMS = ["exp", "iss", "aud"]
+_MAX_LABEL_CHARS = 200
 
 
 def _select(keys: list[Key], kid: str | None) -> list[Key]:
@@ -76,7 +77,7 @@ def _read_header(token: Any) -> dict[str, Any]:
 
 def _algorithm(header: Mapping[str, Any]) -> str:
     alg = header.get("alg")
-    if alg not in ALLOWED_ALGORITHMS:
+    if not isinstance(alg, str) or alg not in ALLOWED_ALGORITHMS:
         raise AuthenticationError(
             f"the JWT's algorithm {shown(alg)} is not allowed; the issuer must sign with "
             f"one of {', '.join(sorted(ALLOWED_ALGORITHMS))}.")
@@ -93,6 +94,9 @@ def _id_claim(claims: Mapping[str, Any], claim: str, name: str) -> str:
         raise AuthenticationError(
             f"the JWT's '{claim}' claim is a {type(value).__name__}, not a string, so it "
             f"cannot be the {name}.")
+    if value != value.strip():  # " alice " must not become alice: ids are compared exactly
+        raise AuthenticationError(
+            f"the JWT's '{claim}' claim has whitespace around it, so it cannot be the {name}.")
     try:
         return validate_id(name, value)
     except InvalidIdError as error:
@@ -104,7 +108,8 @@ def _label(claims: Mapping[str, Any]) -> str | None:
     """The client the token was issued to (``azp`` or ``client_id``), for logs and history."""
     for claim in ("azp", "client_id"):
         value = claims.get(claim)
-        if isinstance(value, str) and value.strip():
+        if isinstance(value, str) and value.strip() and len(value) <= _MAX_LABEL_CHARS and (
+                value.isprintable()):  # it lands in history and logs: no line breaks
             return value.strip()
     return None
 
@@ -185,7 +190,9 @@ class JwtVerifier:
         found = _select(keys, kid)
         if not found and kid is not None:
             # Perhaps the issuer rotated its keys; the cache throttles how often we ask.
-            refreshed = self._keys.refresh(wait=True)
+            # Never wait for a fetch another request started: with a slow issuer, a
+            # flood of made-up kids would otherwise hold every worker thread.
+            refreshed = self._keys.refresh(wait=False)
             found = _select(keys if refreshed is None else refreshed, kid)
         if not found:
             raise AuthenticationError(self._no_key_message(kid, len(keys)))

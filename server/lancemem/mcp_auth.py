@@ -66,6 +66,11 @@ class PrincipalVerifier:
         except LanceMemError as exc:  # the store failed: refuse, and say why in the log
             log.warning("could not check a %s credential: %s", self._kind, exc)
             return None
+        except Exception as exc:  # fail closed, one line: a crafted credential must not
+            log.warning("refused a request: checking its %s credential failed (%s: %s)",
+                        self._kind, type(exc).__name__, str(exc)[:200].encode(
+                            "unicode_escape").decode("ascii"))
+            return None
         return PrincipalToken(token=token, client_id=principal.name, scopes=[],
                               subject=principal.id, principal=principal)
 

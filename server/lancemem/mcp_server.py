@@ -27,7 +27,13 @@ from pydantic import Field
 
 from . import __version__
 from .config import SCOPE_KEYS, Settings
-from .errors import LanceMemError, ScopeConflictError, ValidationError
+from .errors import (
+    AuthenticationError,
+    LanceMemError,
+    PermissionDeniedError,
+    ScopeConflictError,
+    ValidationError,
+)
 from .mcp_auth import ServerAuth, current_principal
 from .mcp_models import (
     AddResult,
@@ -41,6 +47,7 @@ from .mcp_models import (
 from .mcp_strict import ServedTool, error_result, serve_strictly
 from .memory import Memory
 from .principal import bind_ids, check_against_server_pins, check_may_write
+from .scoping import validate_id
 
 log = logging.getLogger(__name__)
 
@@ -94,29 +101,41 @@ def _check_filters_against_pins(filters: Any, pinned: Mapping[str, str]) -> None
 
 
 def _bind_to_caller(name: str, kwargs: dict[str, Any], pinned: Mapping[str, str],
-                    writes: bool) -> None:
-    """Bind the call's ids to its authenticated caller, if any (in place); refuse
-    ids outside the caller's credential and writes with a read-only one."""
+                    writes: bool, authenticated: bool) -> None:
+    """Bind the call's ids to its authenticated caller (in place); refuse ids
+    outside the caller's credential or the server's pins, and writes with a
+    read-only credential. An unauthenticated call on a server that requires
+    authentication never runs (it cannot get here over HTTP: fail closed)."""
     principal = current_principal()
     if principal is None:
+        if authenticated:
+            raise AuthenticationError("this server requires a credential; none came with "
+                                      "the call.")
         return
     if writes:
         check_may_write(principal, name)
     check_against_server_pins(principal, pinned)
+    for key, pin in pinned.items():  # a credential's call never silently changes scope
+        given = kwargs.get(key)
+        if given is not None and validate_id(key, given) != pin:
+            raise PermissionDeniedError(
+                f"this server pins {key} to {pin!r}; the call names {given!r}. Nothing was "
+                f"read or changed. Leave '{key}' out.")
     kwargs.update(bind_ids(principal, {key: kwargs.get(key) for key in SCOPE_KEYS},
                            kwargs.get("filters")))
 
 
 def _tool(fn: Callable[..., Awaitable[Any]], pinned: Mapping[str, str], *,
-          writes: bool) -> Callable[..., Any]:
+          writes: bool, authenticated: bool) -> Callable[..., Any]:
     """Wrap a tool: bind it to the caller, apply pinned ids (hidden from its
-    schema) and code its errors."""
+    schema by ``_hide``, but still accepted, so a credential's call naming
+    another id is refused rather than rebound) and code its errors."""
     signature = inspect.signature(fn, eval_str=True)
 
     @functools.wraps(fn)
     async def tool(**kwargs: Any) -> Any:
         try:
-            _bind_to_caller(fn.__name__, kwargs, pinned, writes)
+            _bind_to_caller(fn.__name__, kwargs, pinned, writes, authenticated)
             kwargs.update({name: value for name, value in pinned.items()
                            if name in signature.parameters})
             _check_filters_against_pins(kwargs.get("filters"), pinned)
@@ -125,9 +144,19 @@ def _tool(fn: Callable[..., Awaitable[Any]], pinned: Mapping[str, str], *,
             log.info("tool %s failed: %s", fn.__name__, exc)
             return error_result(exc)
 
-    visible = [p for p in signature.parameters.values() if p.name not in pinned]
-    tool.__signature__ = signature.replace(parameters=visible)  # type: ignore[attr-defined]
+    tool.__signature__ = signature  # type: ignore[attr-defined]
     del tool.__wrapped__  # the schema must come from the signature above
+    return tool
+
+
+def _hide(tool: Tool, pinned: Mapping[str, str]) -> Tool:
+    """Leave pinned ids out of the advertised schema (they are still validated
+    and reach the wrapper)."""
+    properties = tool.parameters.get("properties", {})
+    for name in pinned:
+        properties.pop(name, None)
+    if "required" in tool.parameters:
+        tool.parameters["required"] = [n for n in tool.parameters["required"] if n not in pinned]
     return tool
 
 
@@ -258,9 +287,11 @@ def build_server(settings: Settings, *, memory: Memory | None = None,
              (delete_all_memories, _DESTROY), (memory_history, _READ)]
     served: dict[str, ServedTool] = {}
     for fn, hints in tools:
-        tool = Tool.from_function(_tool(fn, pinned, writes=not hints.read_only_hint),
+        tool = Tool.from_function(_tool(fn, pinned, writes=not hints.read_only_hint,
+                                        authenticated=auth is not None),
                                   name=fn.__name__, description=inspect.getdoc(fn),
                                   annotations=hints)
+        tool = _hide(tool, pinned)
         served[tool.name] = ServedTool(tool, frozenset(inspect.signature(fn).parameters))
     server = MCPServer(name="lancemem", version=__version__, instructions=INSTRUCTIONS,
                        tools=[entry.tool for entry in served.values()],

@@ -26,7 +26,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .config import Settings, normalize_allowed_host
 from .errors import ValidationError
-from .http_limits import RateLimiter
+from .http_limits import CredentialLimiter, RateLimiter
 from .mcp_auth import ServerAuth, jwt_auth, token_auth
 from .mcp_server import build_server
 from .memory import Memory
@@ -215,7 +215,8 @@ def _http_app(server: MCPServer, settings: Settings,
         app = server.sse_app(transport_security=security, host=settings.host)
     else:
         app = server.streamable_http_app(transport_security=security, host=settings.host)
-    return RateLimiter(HostOriginGuard(app, security, settings.transport), settings.rate_limit)
+    guarded = HostOriginGuard(app, security, settings.transport)
+    return RateLimiter(CredentialLimiter(guarded), settings.rate_limit)
 
 
 def _public_names(settings: Settings) -> list[str]:
@@ -296,5 +297,8 @@ def _serve_http(server: MCPServer, settings: Settings,
     print(f"lancemem: serving {settings.transport} at http://{shown}:{port}"
           f"{endpoint_path(settings.transport)} (store {settings.db}{auth})",
           file=sys.stderr, flush=True)
-    config = uvicorn.Config(app, log_level="warning", lifespan="on")
+    # proxy_headers off: uvicorn would otherwise take the client address from
+    # X-Forwarded-For sent through 127.0.0.1, which lets any local client pick the
+    # address the rate limit counts against.
+    config = uvicorn.Config(app, log_level="warning", lifespan="on", proxy_headers=False)
     uvicorn.Server(config).run(sockets=[sock])
