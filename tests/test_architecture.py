@@ -15,7 +15,9 @@ PACKAGE = Path(__file__).parent.parent / "server" / "lancemem"
 LAYERS: dict[str, set[str]] = {
     "core": {"errors", "filters", "scoping", "config", "messages", "records", "runtime",
              "principal"},
-    "storage": {"store", "history", "consistency", "snapshot", "tokens"},
+    "storage": {"store", "storage_connection", "storage_retries", "storage_schema",
+                "storage_meta", "storage_maintenance", "storage_sql", "history", "consistency",
+                "snapshot", "tokens"},
     "search": {"embeddings", "retrieval"},
     "memory": {"memory", "reindex"},
     "edge": {"mcp_models", "mcp_strict", "mcp_server", "mcp_auth", "serve", "http_limits",

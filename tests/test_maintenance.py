@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from lancemem import store as store_module
+from lancemem import storage_maintenance as store_module
 from lancemem.memory import Memory
 from lancemem.store import HISTORY, MEMORIES, SLACK_FRAGMENTS, Store
 from tests.embedders import HashEmbedder

@@ -44,7 +44,7 @@ def test_lancedb_errors_become_storage_errors() -> None:
 
 
 def test_commit_conflicts_are_retried_then_reported(monkeypatch) -> None:
-    monkeypatch.setattr("lancemem.store.time.sleep", lambda _: None)
+    monkeypatch.setattr("lancemem.storage_retries.time.sleep", lambda _: None)
     attempts = []
 
     def flaky() -> str:

@@ -25,11 +25,12 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from . import storage_sql as sql
 from .errors import AuthenticationError, NotFoundError, ValidationError
-from .filters import sql_string
 from .principal import Principal
 from .scoping import validate_id
-from .store import Store, with_retries
+from .storage_connection import Connection
+from .storage_retries import with_retries
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -137,7 +138,7 @@ def _expiry(now: datetime, days: float | None) -> datetime | None:
 class TokenTable:
     """The tokens table of one store: create, list, revoke, read."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Connection) -> None:
         """Work on ``store``'s tokens table, created by the first ``create``."""
         self._store = store
         self._exists = False
@@ -181,7 +182,7 @@ class TokenTable:
         """Revoke a token by id (a second revoke keeps the first time); NotFoundError if unknown."""
         if not isinstance(token_id, str) or not token_id.strip():
             raise ValidationError("give the token's id, as `lancemem token list` shows it.")
-        where = f"id = {sql_string(token_id.strip())}"
+        where = sql.equals("id", token_id.strip())
         rows = self._store.select(TOKENS, where, limit=1) if self._found() else []
         if not rows:
             raise NotFoundError(f"no token with id {token_id.strip()!r}; `lancemem token list` "

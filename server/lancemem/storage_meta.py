@@ -1,0 +1,92 @@
+"""The store's key/value records: which model made its vectors, its schema
+version, and the mark a reindex leaves until it has finished.
+
+``lancemem reindex`` (reindex.py) marks the store with its target model
+before it touches a vector and clears the mark when every memory has a new
+one; ``check_model`` refuses a store whose mark is still there.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from .errors import ModelMismatchError
+from .storage_schema import META, SCHEMA_VERSION, meta_schema
+
+if TYPE_CHECKING:
+    from .storage_connection import Connection
+
+PREPARE, EMBED = "prepare", "embed"  # a reindex's phases
+
+
+class MetaTable:
+    """The meta table of one store."""
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+
+    def read(self) -> dict[str, str]:
+        """Every record that has a value."""
+        rows = self._conn.select(META, None)
+        return {row["key"]: row["value"] for row in rows if row["value"] is not None}
+
+    def write(self, values: dict[str, str | None]) -> None:
+        """Write records, replacing existing values (None clears one)."""
+        self._conn.merge_by_key(META, [{"key": k, "value": v} for k, v in values.items()],
+                                meta_schema(), replace=True, what="writing store metadata")
+
+    def write_defaults(self, values: dict[str, str]) -> dict[str, str]:
+        """Write records only where no value exists yet (safe under races).
+
+        Returns the records as they now stand (defaults filled in).
+        """
+        existing = self.read()
+        missing = {k: v for k, v in values.items() if k not in existing}
+        if not missing:  # the usual case: no commit, no new version
+            return existing
+        self._conn.merge_by_key(META, [{"key": k, "value": v} for k, v in missing.items()],
+                                meta_schema(), replace=False, what="writing store metadata")
+        return self.read()
+
+    def stamp(self, *, model_name: str, dim: int) -> None:
+        """Record the model of a new store, and the current schema version."""
+        meta = self.write_defaults({"embedding_model": model_name, "embedding_dim": str(dim),
+                                    "schema_version": SCHEMA_VERSION})
+        if meta.get("schema_version") != SCHEMA_VERSION:
+            self.write({"schema_version": SCHEMA_VERSION})
+
+    def check_model(self, *, model_name: str, dim: int) -> None:
+        """Raise ModelMismatchError unless the store was built with this model."""
+        meta = self.read()
+        if meta.get("reindex_target"):
+            raise ModelMismatchError(
+                f"a reindex to {meta['reindex_target']!r} was interrupted; "
+                f"run `lancemem reindex --model {meta['reindex_target']}` to finish it."
+            )
+        stored = meta.get("embedding_model")
+        stored_dim = meta.get("embedding_dim")
+        if stored != model_name or stored_dim != str(dim):
+            raise ModelMismatchError(
+                f"this store's vectors were made by {stored!r} ({stored_dim} dims), but the "
+                f"configured embedding model is {model_name!r} ({dim} dims). Either configure "
+                f"{stored!r} again (--model / LANCEMEM_EMBEDDING_MODEL), or run "
+                f"`lancemem reindex --model {model_name}` to re-embed every memory."
+            )
+
+    def reindex_embedding(self, model_name: str) -> bool:
+        """Whether a reindex to this model got as far as embedding (its vector
+        column was replaced already)."""
+        meta = self.read()
+        return meta.get("reindex_target") == model_name and meta.get("reindex_phase") == EMBED
+
+    def mark_reindex(self, model_name: str, phase: str) -> None:
+        """Mark the store as being reindexed to ``model_name``, now in ``phase``."""
+        values = {"reindex_phase": phase}
+        if phase == PREPARE:
+            values = {"reindex_target": model_name, **values}
+        self.write(values)
+
+    def finish_reindex(self, *, model_name: str, dim: int) -> None:
+        """Record the new model and clear the reindex mark, in one commit."""
+        self.write({"embedding_model": model_name, "embedding_dim": str(dim),
+                    "reindex_target": None, "reindex_phase": None})

@@ -1,0 +1,85 @@
+"""Retries and error translation for every LanceDB call.
+
+LanceDB raises bare ValueError/RuntimeError/OSError; ``with_retries`` turns
+them into our errors (errors.py), retrying commit conflicts with backoff.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from .errors import ConflictError, LanceMemError, StorageError
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+MAX_ATTEMPTS = 8
+
+
+def _is_retryable(exc: Exception) -> bool:
+    text = str(exc).lower()
+    return "retryable" in text or "conflict" in text or "please retry" in text
+
+
+def backoff(attempt: int) -> None:
+    """Sleep before retry ``attempt`` (0-based): exponential, capped, with jitter."""
+    time.sleep(min(2.0, 0.02 * 2**attempt) * (0.5 + random.random()))
+
+
+def with_retries(action: Callable[[], T], *, what: str) -> T:
+    """Run a LanceDB call, retrying commit conflicts with backoff and jitter.
+
+    LanceDB raises bare ValueError/RuntimeError/OSError; they become
+    StorageError (or ConflictError once retries run out).
+    """
+    for attempt in range(MAX_ATTEMPTS):
+        try:
+            return action()
+        except LanceMemError:
+            raise
+        except (RuntimeError, ValueError, OSError) as exc:
+            if not _is_retryable(exc):
+                raise _storage_error(what, exc) from exc
+            if attempt == MAX_ATTEMPTS - 1:
+                raise ConflictError(
+                    f"{what} kept conflicting with other writers after {MAX_ATTEMPTS} tries; "
+                    "try again in a moment."
+                ) from exc
+            backoff(attempt)
+    raise AssertionError("unreachable")
+
+
+# What a caller is told of a LanceDB failure. LanceDB's own message can quote
+# the where clause (the caller's filter values, other ids) and its source
+# paths: it goes to the log, never into the error.
+_REASONS = (
+    ("no space left", "the disk is full"),
+    ("permission denied", "permission was denied"),
+    ("not found", "a table or file was not found"),
+    ("invalid user input", "LanceDB refused the request"),
+)
+
+
+def _storage_error(what: str, exc: Exception) -> StorageError:
+    detail = str(exc)
+    lowered = detail.lower()
+    reason = next((text for key, text in _REASONS if key in lowered),
+                  f"LanceDB raised {type(exc).__name__}")
+    log.warning("%s failed: %s", what, detail)
+    return StorageError(f"{what} failed: {reason}; the server's log on stderr has the details.",
+                        detail=detail)
+
+
+def unless_done_elsewhere(action: Callable[[], Any], *, done: Callable[[], bool],
+                          what: str) -> None:
+    """Run a create-if-missing step; if it fails because another process (or
+    thread) did the same meanwhile, as ``done()`` then says, that is success."""
+    try:
+        with_retries(action, what=what)
+    except (StorageError, ConflictError):
+        if not with_retries(done, what=what):
+            raise

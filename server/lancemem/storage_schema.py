@@ -1,0 +1,162 @@
+"""The tables' schemas and the migrations that bring an older store up to them.
+
+A migration adds a column in one commit; another process migrating the same
+store at the same moment is not an error.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from typing import TYPE_CHECKING
+
+from .errors import ConflictError, StorageError
+from .storage_retries import with_retries
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from .storage_connection import Connection
+
+log = logging.getLogger(__name__)
+
+MEMORIES = "memories"
+HISTORY = "history"
+META = "lancemem_meta"
+SCHEMA_VERSION = "2"  # 2: search_text and its full-text index
+INDEXED_COLUMNS = ("user_id", "agent_id", "run_id", "actor_id", "hash")
+SEARCH_TEXT = "search_text"
+HIDDEN_COLUMNS = ("vector", SEARCH_TEXT, "meta_str", "meta_num", "meta_tags")
+# What a version-1 store's rows get as search_text (records.document_text in SQL).
+_SEARCH_TEXT_SQL = "concat_ws(': ', actor_id, memory)"  # concat_ws skips a NULL actor
+
+
+def memories_schema(dim: int, *, vector: bool = True) -> pa.Schema:
+    """The memories table: flat scope columns, JSON metadata and its typed views.
+
+    ``search_text`` is what the full-text index and the embedding see: the
+    memory with its actor in front (records.document_text).
+    """
+    import pyarrow as pa  # imported on first use: it costs start-up time
+
+    ts, js = pa.timestamp("us", tz="UTC"), pa.json_(pa.utf8())
+    fields = [
+        pa.field("id", pa.utf8(), nullable=False),
+        pa.field("memory", pa.utf8()),
+        pa.field(SEARCH_TEXT, pa.utf8()),
+        pa.field("hash", pa.utf8()),
+        pa.field("user_id", pa.utf8()),
+        pa.field("agent_id", pa.utf8()),
+        pa.field("run_id", pa.utf8()),
+        pa.field("actor_id", pa.utf8()),
+        pa.field("role", pa.utf8()),
+        pa.field("metadata", js),
+        pa.field("meta_str", js),
+        pa.field("meta_num", js),
+        pa.field("meta_tags", js),
+        pa.field("created_at", ts),
+        pa.field("updated_at", ts),
+    ]
+    if vector:
+        fields.append(vector_field(dim))
+    return pa.schema(fields)
+
+
+@functools.cache
+def item_columns() -> list[str]:
+    """What callers may see of a memory: every column but vectors and typed views."""
+    return [name for name in memories_schema(0, vector=False).names
+            if name not in HIDDEN_COLUMNS]
+
+
+def vector_field(dim: int) -> pa.Field:
+    """The vector column for a model of ``dim`` dimensions."""
+    import pyarrow as pa
+
+    return pa.field("vector", pa.list_(pa.float32(), dim))
+
+
+def vectors_schema(dim: int) -> pa.Schema:
+    """A memory's id and vector only: what a reindex writes."""
+    import pyarrow as pa
+
+    return pa.schema([pa.field("id", pa.utf8(), nullable=False), vector_field(dim)])
+
+
+@functools.cache
+def history_schema() -> pa.Schema:
+    """The history table: one row per ADD, UPDATE or DELETE."""
+    import pyarrow as pa
+
+    ts = pa.timestamp("us", tz="UTC")
+    return pa.schema(
+        [
+            pa.field("id", pa.utf8(), nullable=False),
+            pa.field("memory_id", pa.utf8(), nullable=False),
+            pa.field("event", pa.utf8(), nullable=False),
+            pa.field("old_memory", pa.utf8()),
+            pa.field("new_memory", pa.utf8()),
+            pa.field("created_at", ts),
+            pa.field("updated_at", ts),
+            pa.field("is_deleted", pa.bool_()),
+            pa.field("actor_id", pa.utf8()),
+            pa.field("role", pa.utf8()),
+            pa.field("user_id", pa.utf8()),
+            pa.field("agent_id", pa.utf8()),
+            pa.field("run_id", pa.utf8()),
+            *principal_fields(),
+        ]
+    )
+
+
+def principal_fields() -> list[pa.Field]:
+    """Who made a change on an authenticated server (``token:<id>`` or
+    ``jwt:<subject>``) and the token's label; null for local calls."""
+    import pyarrow as pa
+
+    return [pa.field("principal", pa.utf8()), pa.field("principal_label", pa.utf8())]
+
+
+@functools.cache
+def meta_schema() -> pa.Schema:
+    """The store's key/value records."""
+    import pyarrow as pa
+
+    return pa.schema(
+        [pa.field("key", pa.utf8(), nullable=False), pa.field("value", pa.utf8())]
+    )
+
+
+def migrate(conn: Connection) -> None:
+    """Bring the memories and history tables of an older store up to date."""
+    _add_search_text(conn)
+    _add_history_principal(conn)
+
+
+def _add_search_text(conn: Connection) -> None:
+    """Give a version-1 store its search_text column, filled from each row."""
+    table = conn.table(MEMORIES)
+    if SEARCH_TEXT in table.schema.names:
+        return
+    try:
+        with_retries(lambda: table.add_columns({SEARCH_TEXT: _SEARCH_TEXT_SQL}),
+                     what="adding the search_text column")
+    except (StorageError, ConflictError):
+        if SEARCH_TEXT not in table.schema.names:  # not another process's doing
+            raise
+        return
+    log.info("added search_text to %s; `lancemem reindex` re-embeds older memories "
+             "with their actor", conn.uri)
+
+
+def _add_history_principal(conn: Connection) -> None:
+    """Give an older store's history its (empty) principal columns."""
+    table = conn.table(HISTORY)
+    missing = [f for f in principal_fields() if f.name not in table.schema.names]
+    if not missing:
+        return
+    try:
+        with_retries(lambda: table.add_columns(missing), what="adding history columns")
+    except (StorageError, ConflictError):
+        if any(f.name not in conn.table(HISTORY).schema.names for f in missing):
+            raise  # not another process's doing
