@@ -16,10 +16,10 @@ LAYERS: dict[str, set[str]] = {
     "core": {"errors", "filters", "scoping", "config", "messages", "records", "runtime",
              "principal"},
     "storage": {"store", "storage_connection", "storage_retries", "storage_schema",
-                "storage_meta", "storage_maintenance", "storage_sql", "history", "consistency",
-                "snapshot", "tokens"},
+                "storage_meta", "storage_maintenance", "storage_sql", "memory_table", "history",
+                "consistency", "snapshot", "tokens"},
     "search": {"embeddings", "retrieval"},
-    "memory": {"memory", "reindex"},
+    "memory": {"memory", "memory_context", "memory_writer", "memory_searcher", "reindex"},
     "edge": {"mcp_models", "mcp_strict", "mcp_server", "mcp_auth", "serve", "http_limits",
              "jwt_auth", "jwks", "cli", "cli_tokens", "__init__", "__main__"},
 }
@@ -87,3 +87,4 @@ def test_the_check_sees_imports_of_every_kind(tmp_path: Path) -> None:
     assert sorted(imports(sample)) == [(1, "lancedb", False), (2, "history", True),
                                        (3, "store", True), (4, "lance", False),
                                        (5, "__init__", True), (7, "memory", True)]
+

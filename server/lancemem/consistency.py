@@ -26,14 +26,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 from . import history as hist
-from .filters import sql_string
-from .store import HISTORY, MEMORIES, Store
+from .memory_table import MemoryTable
+from .storage_connection import Connection
 
 log = logging.getLogger(__name__)
 
 _HISTORY_COLUMNS = ["id", "memory_id", "event", "new_memory", "created_at", "actor_id", "role",
                     "user_id", "agent_id", "run_id"]
-_CHUNK = 500
 _MEMORY_COLUMNS = ["id", "memory", "created_at", "updated_at", "actor_id", "role", "user_id",
                    "agent_id", "run_id"]
 
@@ -45,14 +44,14 @@ def _latest_events(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return latest
 
 
-def _suspects(store: Store) -> set[str]:
+def _suspects(store: Connection) -> set[str]:
     """Ids of memories whose history may be missing a row: a superset of the
     gaps, found in Arrow (newest event per memory against the memories)."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    history = store.arrow(HISTORY, None, columns=["memory_id", "event", "created_at"])
-    memories = store.arrow(MEMORIES, None, columns=["id", "updated_at"])
+    history = hist.HistoryTable(store).events()
+    memories = MemoryTable(store).change_times()
     rank = pc.index_in(history["event"], pa.array([hist.ADD, hist.UPDATE, hist.DELETE]))
     order = pc.sort_indices(history.append_column("rank", rank), sort_keys=[
         ("memory_id", "ascending"), ("created_at", "ascending"), ("rank", "ascending")])
@@ -77,15 +76,11 @@ def _suspects(store: Store) -> set[str]:
     return suspects
 
 
-def missing_history(store: Store) -> list[dict[str, Any]]:
+def missing_history(store: Connection) -> list[dict[str, Any]]:
     """The history rows that a crash left unwritten (empty when all agree)."""
     suspects = sorted(_suspects(store))
-    history: list[dict[str, Any]] = []
-    memories: list[dict[str, Any]] = []
-    for start in range(0, len(suspects), _CHUNK):
-        wanted = ", ".join(sql_string(i) for i in suspects[start:start + _CHUNK])
-        history += store.select(HISTORY, f"memory_id IN ({wanted})", columns=_HISTORY_COLUMNS)
-        memories += store.select(MEMORIES, f"id IN ({wanted})", columns=_MEMORY_COLUMNS)
+    history = hist.HistoryTable(store).of_memories(suspects, _HISTORY_COLUMNS)
+    memories = MemoryTable(store).by_ids(suspects, _MEMORY_COLUMNS)
     latest = _latest_events(history)
     fixes = []
     for memory in memories:
@@ -108,11 +103,11 @@ def missing_history(store: Store) -> list[dict[str, Any]]:
     return fixes
 
 
-def repair(store: Store) -> int:
+def repair(store: Connection) -> int:
     """Append the history rows a crash left out; returns how many."""
     fixes = missing_history(store)
     if fixes:
         log.warning("repairing history: %d change(s) had no history row (an earlier crash)",
                     len(fixes))
-        hist.History(store).record(fixes)
+        hist.HistoryTable(store).append(fixes)
     return len(fixes)

@@ -24,11 +24,18 @@ import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import Future
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from . import storage_sql as sql
 from .principal import Principal
+from .records import ITEM_FIELDS, MemoryRecord
 from .runtime import Runtime
-from .store import HISTORY, Store, history_schema
+from .storage_schema import HISTORY, history_schema
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from .storage_connection import Connection
 
 ADD, UPDATE, DELETE = "ADD", "UPDATE", "DELETE"
 _EVENT_ORDER = {ADD: 0, UPDATE: 1, DELETE: 2}
@@ -51,15 +58,18 @@ def ordered(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def history_row(
     *,
-    memory: Mapping[str, Any],
+    memory: Mapping[str, Any] | MemoryRecord,
     event: str,
     old_memory: str | None,
     new_memory: str | None,
     now: datetime,
     principal: Principal | None = None,
 ) -> dict[str, Any]:
-    """One history row for a change to ``memory`` (a stored memories row), made
-    by ``principal`` on an authenticated server (None: a local call)."""
+    """One history row for a change to ``memory`` (a record or a stored row),
+    made by ``principal`` on an authenticated server (None: a local call)."""
+    if isinstance(memory, MemoryRecord):
+        memory = {"id": memory.id, "updated_at": memory.updated_at,
+                  **{key: getattr(memory, key) for key in ITEM_FIELDS}}
     return {
         "id": event_id(memory["id"], event, memory.get("updated_at")),
         "memory_id": memory["id"],
@@ -88,13 +98,44 @@ def entry(row: Mapping[str, Any]) -> dict[str, Any]:
     return result
 
 
-class History:
-    """Reads and appends history rows through the store."""
+_ID_CHUNK = 500  # ids per IN list
 
-    def __init__(self, store: Store, runtime: Runtime | None = None) -> None:
+
+class HistoryTable:
+    """The history table of one store: rows appended, read by memory."""
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+
+    def append(self, rows: Sequence[dict[str, Any]]) -> None:
+        """Append history rows in one commit."""
+        self._conn.insert(HISTORY, rows, history_schema())
+
+    def of_memory(self, memory_id: str, where: str) -> list[dict[str, Any]]:
+        """The rows of one memory among those matching ``where`` (a scope), unordered."""
+        return self._conn.select(HISTORY, sql.both(sql.equals("memory_id", memory_id), where))
+
+    def of_memories(self, ids: Sequence[str], columns: Iterable[str]) -> list[dict[str, Any]]:
+        """These columns of the rows of these memories (any number of them)."""
+        rows: list[dict[str, Any]] = []
+        for start in range(0, len(ids), _ID_CHUNK):
+            rows += self._conn.select(HISTORY, sql.one_of("memory_id",
+                                                          ids[start:start + _ID_CHUNK]),
+                                      columns=list(columns))
+        return rows
+
+    def events(self) -> pa.Table:
+        """Every row's memory id, event and time, as Arrow (for consistency.py)."""
+        return self._conn.arrow(HISTORY, None, columns=["memory_id", "event", "created_at"])
+
+
+class History:
+    """Appends history rows through a background writer, and reads them back."""
+
+    def __init__(self, store: Connection, runtime: Runtime | None = None) -> None:
         """``runtime`` writes rows handed to ``record_soon``; without one they are
         written at once."""
-        self._store = store
+        self._table = HistoryTable(store)
         self._runtime = runtime
         self._pending: list[dict[str, Any]] = []
         self._lock = threading.Lock()
@@ -102,7 +143,7 @@ class History:
 
     def record(self, rows: Sequence[dict[str, Any]]) -> None:
         """Append history rows in one commit, now."""
-        self._store.insert(HISTORY, rows, history_schema())
+        self._table.append(rows)
 
     def record_soon(self, rows: Sequence[dict[str, Any]]) -> None:
         """Append history rows from the background writer; returns at once."""
@@ -134,7 +175,8 @@ class History:
         if last is not None:
             last.result()
 
-    def rows(self, where: str) -> list[dict[str, Any]]:
-        """History rows matching ``where``, oldest first (this process's included)."""
+    def of_memory(self, memory_id: str, where: str) -> list[dict[str, Any]]:
+        """One memory's rows among those matching ``where`` (a scope), oldest
+        first, this process's pending rows included."""
         self.flush()
-        return ordered(self._store.select(HISTORY, where))
+        return ordered(self._table.of_memory(memory_id, where))

@@ -10,15 +10,15 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
 from .errors import ValidationError
-from .filters import metadata_columns, sql_string
+from .filters import metadata_columns
 from .messages import Message
-from .scoping import SCOPE_KEYS, Scope, scope_where
+from .scoping import SCOPE_KEYS
 
 ITEM_FIELDS = ("user_id", "agent_id", "run_id", "actor_id", "role")
 RECORD_KEYS = frozenset({"text", "messages", "user_id", "agent_id", "run_id", "actor_id",
@@ -46,7 +46,7 @@ def document_text(memory: str, actor_id: str | None) -> str:
     Questions name people ("What did Caroline research?") while what they said
     rarely does ("I researched adoption agencies"); on the LoCoMo dev set the
     actor in front lifts vector recall@10 from .33 to .48 and BM25's from .56
-    to .63. The SQL twin is store._SEARCH_TEXT_SQL.
+    to .63. The SQL twin is storage_schema._SEARCH_TEXT_SQL.
     """
     return memory if actor_id is None else f"{actor_id}: {memory}"
 
@@ -58,7 +58,7 @@ class MemoryRecord:
     Every stored column that derives from another is computed here and
     nowhere else: ``hash`` (md5 of the text), ``search_text`` (the actor in
     front of the text), the ``metadata`` JSON and its typed views
-    (``meta_*``, filters.metadata_columns). ``store._SEARCH_TEXT_SQL`` is the
+    (``meta_*``, filters.metadata_columns). ``storage_schema._SEARCH_TEXT_SQL`` is the
     one SQL twin, for stores made before ``search_text`` existed.
     """
 
@@ -146,18 +146,6 @@ class MemoryRecord:
 def to_item(row: Mapping[str, Any], *, score: float | None = None) -> dict[str, Any]:
     """A stored row in mem0's shape (``MemoryRecord.to_item``)."""
     return MemoryRecord.from_row(row).to_item(score=score)
-
-
-def duplicate_query(scope: Mapping[str, str | None], hashes: Iterable[str]) -> str:
-    """Rows that may hold one of these text hashes in exactly this scope.
-
-    Only the ids the scope has narrow the query; rows whose other ids are
-    set must be dropped by the caller (``in_scope``). ``agent_id IS NULL``
-    matches most rows, and through the index it cost ten times what it
-    saved (7.5 ms against 0.7 ms at 100,000 rows).
-    """
-    wanted = ", ".join(sql_string(h) for h in sorted(hashes))
-    return f"hash IN ({wanted}) AND {scope_where(Scope(**scope))}"
 
 
 def in_scope(row: Mapping[str, Any], scope: Mapping[str, str | None]) -> bool:

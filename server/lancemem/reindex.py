@@ -12,10 +12,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import pyarrow as pa
-
 from .embeddings import Embedder
-from .store import MEMORIES, SEARCH_TEXT, Store, vector_field
+from .memory_table import MemoryTable
+from .storage_meta import EMBED, PREPARE
+from .store import Store
 
 Progress = Callable[[int, int], None]
 
@@ -25,26 +25,23 @@ def reindex(store: Store, embedder: Embedder, *, batch_size: int = 256,
     """Re-embed all memories with ``embedder``; returns how many were embedded."""
     model, dim = embedder.model_name, embedder.dim
     store.open(model_name=model, dim=dim, check_model=False)
-    meta = store.meta()
-    if meta.get("reindex_target") != model or meta.get("reindex_phase") != "embed":
-        store.set_meta({"reindex_target": model, "reindex_phase": "prepare"})
-        store.replace_vector_column(dim)
-        store.set_meta({"reindex_phase": "embed"})
-    remaining = store.count(MEMORIES, "vector IS NULL")
-    schema = pa.schema([pa.field("id", pa.utf8(), nullable=False), vector_field(dim)])
+    memories, meta = MemoryTable(store, dim), store.meta_table
+    if not meta.reindex_embedding(model):
+        meta.mark_reindex(model, PREPARE)
+        memories.replace_vector_column(dim)
+        meta.mark_reindex(model, EMBED)
+    remaining = memories.count_without_vector()
     done = 0
     while True:
-        rows = store.select(MEMORIES, "vector IS NULL", columns=["id", SEARCH_TEXT],
-                            limit=batch_size)
-        if not rows:
+        batch = memories.without_vector(limit=batch_size)
+        if not batch:
             break
-        vectors = embedder.embed_documents([row[SEARCH_TEXT] for row in rows])
-        store.upsert(MEMORIES, [{"id": row["id"], "vector": vector}
-                                for row, vector in zip(rows, vectors, strict=True)], schema)
-        done += len(rows)
+        vectors = embedder.embed_documents([text for _, text in batch])
+        memories.set_vectors({memory_id: vector for (memory_id, _), vector
+                              in zip(batch, vectors, strict=True)})
+        done += len(batch)
         if progress:
             progress(done, remaining)
-    store.set_meta({"embedding_model": model, "embedding_dim": str(dim),
-                    "reindex_target": None, "reindex_phase": None})
+    meta.finish_reindex(model_name=model, dim=dim)
     store.optimize()
     return done

@@ -19,7 +19,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .store import SEARCH_TEXT, with_retries
+from .records import MemoryRecord
+from .storage_retries import with_retries
+from .storage_schema import SEARCH_TEXT, item_columns
 
 if TYPE_CHECKING:
     import numpy as np
@@ -93,6 +95,13 @@ class Snapshot:
                              what="reading memories")
         by_row = {row["_rowid"]: row for row in found.to_pylist()}
         return [by_row[row_id] for row_id in row_ids]
+
+    def records(self, row_ids: Sequence[int], *,
+                with_vectors: bool = False) -> list[tuple[int, MemoryRecord]]:
+        """The memories at these row ids, in the order given, each with its row
+        id; their vectors only when asked for."""
+        columns = [*item_columns(), "vector"] if with_vectors else item_columns()
+        return [(row["_rowid"], MemoryRecord.from_row(row)) for row in self.rows(row_ids, columns)]
 
 
 def _row_ids(found: Any) -> list[int]:

@@ -4,7 +4,8 @@
 tables: opening creates and migrates them (storage_schema.py), indexes them
 and checks the embedding model (storage_meta.py), and every few commits
 compacts them (storage_maintenance.py). The domain reads and writes through
-this class; nothing above the storage modules talks to LanceDB.
+the typed tables, MemoryTable (memory_table.py) and HistoryTable
+(history.py); nothing above the storage modules talks to LanceDB.
 
 The names below were defined here before the storage layer was split; they
 are imported from here still.
@@ -117,13 +118,6 @@ class Store(Connection):
     def _unindexed_rows(table: Any) -> int:
         """The most rows any of the table's indexes does not cover yet."""
         return unindexed_rows(table)
-
-    def replace_vector_column(self, dim: int) -> None:
-        """Drop the vector column (if any) and add an empty one of ``dim`` (for reindex)."""
-        table = self.table(MEMORIES)
-        if "vector" in table.schema.names:
-            with_retries(lambda: table.drop_columns(["vector"]), what="dropping old vectors")
-        with_retries(lambda: table.add_columns(vector_field(dim)), what="adding vector column")
 
     def reset(self) -> None:
         """Drop every lancemem table; the next open recreates them empty."""

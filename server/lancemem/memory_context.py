@@ -1,0 +1,65 @@
+"""What Memory's writer and searcher share: the opened tables, a call's scope,
+and finding one memory by id inside it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from . import history as hist
+from .embeddings import Embedder
+from .errors import NotFoundError, ValidationError
+from .memory_table import MemoryTable
+from .records import MemoryRecord
+from .runtime import Runtime
+from .scoping import ScopedCall, build_filters_and_metadata
+
+
+@dataclass(frozen=True)
+class Tables:
+    """An opened store's tables: memories, and history through its background writer."""
+
+    memories: MemoryTable
+    history: hist.History
+
+
+@dataclass(frozen=True)
+class Context:
+    """One Memory's parts, as its writer and searcher use them.
+
+    ``tables`` opens the store on first use (and refuses once the Memory is
+    closed): every call goes through it before it touches storage.
+    """
+
+    tables: Callable[[], Tables]
+    embedder: Embedder
+    runtime: Runtime
+    defaults: Mapping[str, str]
+
+    def scope(self, ids: Mapping[str, Any], *, actor_id: Any = None, metadata: Any = None,
+              filters: Any = None) -> ScopedCall:
+        """The call's scope (defaults filling ids it leaves out) and its own filters."""
+        return build_filters_and_metadata(
+            user_id=ids.get("user_id"), agent_id=ids.get("agent_id"), run_id=ids.get("run_id"),
+            actor_id=actor_id, input_metadata=metadata, input_filters=filters,
+            defaults=self.defaults,
+        )
+
+    def find(self, memory_id: Any, ids: Mapping[str, Any], *,
+             with_vector: bool = False) -> MemoryRecord:
+        """The stored memory with this id inside the caller's scope, or NotFoundError."""
+        if not isinstance(memory_id, str) or not memory_id.strip():
+            raise ValidationError("'memory_id' must be a non-empty string such as the id "
+                                  "returned by add or search.")
+        where = self.scope(ids).where()
+        record = self.tables().memories.find(memory_id.strip(), where, with_vector=with_vector)
+        if record is None:
+            raise NotFoundError(not_found(memory_id))
+        return record
+
+
+def not_found(memory_id: Any) -> str:
+    """The one message for a memory that is missing or outside the caller's scope."""
+    return (f"no memory with id {memory_id!r} in this scope; list or search memories "
+            "to find the right id.")

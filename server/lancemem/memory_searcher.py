@@ -1,0 +1,95 @@
+"""Memory's reads: search, get_all, get, history."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from . import history as hist
+from .config import check_mode
+from .errors import NotFoundError, ValidationError
+from .memory_context import Context
+from .messages import check_limit, check_text, check_threshold
+from .retrieval import CANDIDATES, cosine_scores, fuse, top_cosine
+from .scoping import scope_where
+from .snapshot import Ranked, Snapshot
+
+
+class Searcher:
+    """Every read of one Memory; its public methods are Memory's."""
+
+    def __init__(self, context: Context) -> None:
+        self._ctx = context
+
+    def search(self, query: str, *, ids: Mapping[str, Any], actor_id: Any, filters: Any,
+               limit: int, threshold: float | None, mode: str | None,
+               default_mode: str) -> dict[str, Any]:
+        """Memory.search: exact within the scope, ranked as ``mode`` says.
+
+        The scope's vectors and the keyword hits are read while the query is
+        embedded (neither needs its vector); the few rows returned are read
+        last, by row id, from the same snapshot.
+        """
+        text = check_text(query, field="query")
+        limit = check_limit(limit)
+        minimum = check_threshold(threshold)
+        chosen = default_mode if mode is None else check_mode(mode)
+        where = self._ctx.scope(ids, actor_id=actor_id, filters=filters).where()
+        snapshot = self._ctx.tables().memories.snapshot()
+        depth = max(limit, CANDIDATES) if chosen == "hybrid" else limit
+        run_soon = self._ctx.runtime.run_soon
+        scope = None if chosen == "keyword" else run_soon(snapshot.scope_vectors, where)
+        keyword = None if chosen == "vector" else run_soon(snapshot.keyword, text, where,
+                                                            limit=depth)
+        vector = self._ctx.embedder.embed_query(text)
+        by_meaning, scores = Ranked([]), {}
+        if scope is not None:
+            by_meaning, scores = _rank_by_meaning(snapshot, scope.result(), vector, where, depth)
+        by_words = Ranked([]) if keyword is None else keyword.result()
+        ranked = fuse(by_words.row_ids, by_meaning.row_ids)[:limit]
+        unscored = any(row_id not in scores for row_id in ranked)
+        found = snapshot.records(ranked, with_vectors=unscored)
+        if unscored:
+            scores.update(zip(ranked, cosine_scores([record.vector for _, record in found],
+                                                    vector), strict=True))
+        items = [record.to_item(score=scores[row_id]) for row_id, record in found]
+        if minimum is not None:
+            items = [item for item in items if item["score"] >= minimum]
+        return {"results": items}
+
+    def get_all(self, *, ids: Mapping[str, Any], actor_id: Any, filters: Any,
+                limit: int) -> dict[str, Any]:
+        """Memory.get_all: newest first, at most ``limit``."""
+        limit = check_limit(limit)
+        where = self._ctx.scope(ids, actor_id=actor_id, filters=filters).where()
+        records = self._ctx.tables().memories.select(where)
+        records.sort(key=lambda record: (record.created_at, record.id), reverse=True)
+        return {"results": [record.to_item() for record in records[:limit]]}
+
+    def get(self, memory_id: str, *, ids: Mapping[str, Any]) -> dict[str, Any]:
+        """Memory.get: one memory, if it is in the caller's scope."""
+        return self._ctx.find(memory_id, ids).to_item()
+
+    def history(self, memory_id: str, *, ids: Mapping[str, Any]) -> dict[str, Any]:
+        """Memory.history: one memory's changes, oldest first."""
+        if not isinstance(memory_id, str) or not memory_id.strip():
+            raise ValidationError("'memory_id' must be a non-empty string.")
+        scope = self._ctx.scope(ids).scope
+        rows = self._ctx.tables().history.of_memory(memory_id.strip(), scope_where(scope))
+        if not rows:
+            raise NotFoundError(f"no memory with id {memory_id!r} in this scope.")
+        return {"results": [hist.entry(row) for row in rows]}
+
+
+def _rank_by_meaning(snapshot: Snapshot, flat: tuple[list[int], Any] | None,
+                     vector: list[float], where: str,
+                     depth: int) -> tuple[Ranked, dict[int, float]]:
+    """The scope's top ``depth`` row ids by cosine, and every score computed."""
+    if flat is None:  # a scope too large to read whole: Lance's exact scan
+        import numpy as np
+
+        found = snapshot.nearest(np.asarray(vector, dtype=np.float32), where, limit=depth)
+        return found, dict(zip(found.row_ids, found.scores or [], strict=True))
+    row_ids, matrix = flat
+    best, scores = top_cosine(matrix, vector, depth)
+    return Ranked([row_ids[i] for i in best]), dict(zip(row_ids, scores, strict=True))

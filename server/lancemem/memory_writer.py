@@ -1,0 +1,225 @@
+"""Memory's writes: add, add_many, update, delete, delete_all.
+
+Each change is committed to the memories table first and handed to the
+history writer second (history.py), so a crash in between leaves a change
+without its history row, which the next open repairs (consistency.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from . import history as hist
+from .errors import ConflictError, NotFoundError, ValidationError
+from .memory_context import Context, Tables, not_found
+from .messages import check_metadata, check_text, normalise_messages
+from .principal import Principal
+from .records import MemoryRecord, Plan, chunks, document_text, scope_key, split_record, text_hash
+from .storage_retries import backoff
+
+EAGER_EMBED = 16  # adds of up to this many texts embed them before the duplicate check
+_ID_CHUNK = 500
+_UPDATE_ATTEMPTS = 8
+Results = list[list[dict[str, Any]]]  # per plan, one result per message
+
+
+class Writer:
+    """Every write of one Memory; its public methods are Memory's."""
+
+    def __init__(self, context: Context) -> None:
+        self._ctx = context
+
+    def add(self, messages: Any, *, ids: Mapping[str, Any], actor_id: Any, metadata: Any,
+            principal: Principal | None) -> dict[str, Any]:
+        """Memory.add: each non-system message stored once per scope."""
+        plan = self._plan(messages, **ids, actor_id=actor_id, metadata=metadata)
+        tables = self._ctx.tables()
+        return {"results": self._commit(tables, [plan], principal=principal)[0]}
+
+    def add_many(self, records: Iterable[Mapping[str, Any]], *, batch_size: int,
+                 progress: Callable[[int, int], None] | None) -> dict[str, int]:
+        """Memory.add_many: every record checked first, then stored in batches."""
+        plans = [self._plan_record(record, index) for index, record in enumerate(records)]
+        tables = self._ctx.tables()
+        total = sum(len(plan.messages) for plan in plans)
+        done, added = 0, 0
+        for chunk in chunks(plans, batch_size):
+            results = self._commit(tables, chunk)
+            added += sum(r["event"] == "ADD" for batch in results for r in batch)
+            done += sum(len(plan.messages) for plan in chunk)
+            if progress:
+                progress(done, total)
+        return {"added": added, "skipped": total - added}
+
+    def _plan_record(self, record: Any, index: int) -> Plan:
+        messages, fields = split_record(record, index)
+        try:
+            return self._plan(messages, **fields)
+        except ValidationError as exc:
+            raise type(exc)(f"record {index + 1}: {exc.message}") from None
+
+    def _plan(self, messages: Any, *, user_id: Any = None, agent_id: Any = None,
+              run_id: Any = None, actor_id: Any = None, metadata: Any = None) -> Plan:
+        """Check one add call's input and resolve its scope; nothing is written."""
+        items = normalise_messages(messages)
+        custom = check_metadata(metadata)
+        call = self._ctx.scope({"user_id": user_id, "agent_id": agent_id, "run_id": run_id},
+                               actor_id=actor_id, metadata=custom)
+        return Plan(items, call.scope.ids(), custom, call.scope.actor_id)
+
+    def _commit(self, tables: Tables, plans: list[Plan], *,
+                principal: Principal | None = None) -> Results:
+        """Store planned messages, skipping text already in the same scope.
+
+        A small add embeds its texts while the duplicates are looked up (a
+        duplicate's embedding is wasted); a batch looks first and embeds only
+        what is new, so that re-running an import costs no embedding.
+        """
+        eager = None
+        if sum(len(plan.messages) for plan in plans) <= EAGER_EMBED:
+            documents = list(dict.fromkeys(document_text(m.content, m.name or plan.actor)
+                                           for plan in plans for m in plan.messages))
+            eager = self._ctx.runtime.run_soon(self._embed_documents, documents)
+        wanted: dict[tuple[Any, ...], set[str]] = {}
+        for plan in plans:
+            wanted.setdefault(scope_key(plan), set()).update(
+                text_hash(m.content) for m in plan.messages)
+        scopes = {scope_key(plan): plan.scope for plan in plans}
+        checked_at = tables.memories.version()
+        known = {key: tables.memories.duplicates(scopes[key], hashes, checked_at)
+                 for key, hashes in wanted.items()}
+        now = datetime.now(UTC)
+        out, new, added = _new_records(plans, known, now)
+        earlier = self._write_new(tables, new, now, checked_at=checked_at,
+                                  embedded=eager.result() if eager and new else None,
+                                  principal=principal)
+        for record_id, kept in earlier.items():  # another writer stored the same text first
+            result = added[record_id]
+            for key in ("actor_id", "role"):
+                result.pop(key, None)
+            result.update(id=kept, event="NONE")
+        return out
+
+    def _embed_documents(self, documents: list[str]) -> dict[str, list[float]]:
+        return dict(zip(documents, self._ctx.embedder.embed_documents(documents), strict=True))
+
+    def _write_new(self, tables: Tables, records: list[MemoryRecord], now: datetime, *,
+                   checked_at: int, embedded: Mapping[str, list[float]] | None = None,
+                   principal: Principal | None = None) -> dict[str, str]:
+        """Embed and append new records, and hand their ADDs to history;
+        returns the ones another writer beat (record id -> kept id)."""
+        if not records:
+            return {}
+        documents = [record.search_text for record in records]
+        vectors = ([embedded[d] for d in documents] if embedded is not None
+                   else self._ctx.embedder.embed_documents(documents))
+        records = [replace(record, vector=vector)
+                   for record, vector in zip(records, vectors, strict=True)]
+        earlier = tables.memories.insert_unique(records, checked_at=checked_at)
+        tables.history.record_soon(
+            [hist.history_row(memory=record, event=hist.ADD, old_memory=None,
+                              new_memory=record.memory, now=now, principal=principal)
+             for record in records if record.id not in earlier]
+        )
+        return earlier
+
+    def update(self, memory_id: str, *, text: str | None, metadata: Mapping[str, Any] | None,
+               ids: Mapping[str, Any], principal: Principal | None) -> dict[str, Any]:
+        """Memory.update: a compare-and-swap, retried while other writers win it."""
+        if text is None and metadata is None:
+            raise ValidationError("give 'text', 'metadata' or both to update a memory.")
+        new_text = check_text(text) if text is not None else None
+        custom = check_metadata(metadata) if metadata is not None else None
+        vector = None
+        for attempt in range(_UPDATE_ATTEMPTS):
+            if attempt:
+                backoff(attempt - 1)  # another writer won the swap: let it finish
+            stored = self._ctx.find(memory_id, ids, with_vector=True)
+            text_changes = new_text is not None and new_text != stored.memory
+            if text_changes and vector is None:  # the actor never changes: one embedding
+                document = document_text(new_text, stored.actor_id)
+                vector = self._ctx.embedder.embed_documents([document])[0]
+            record = stored.revised(
+                text=new_text if text_changes else None, vector=vector if text_changes else None,
+                metadata=custom,
+                # Strictly later than the version read, whatever the clocks of other
+                # processes say, so history sorts in the order the updates landed.
+                updated_at=max(datetime.now(UTC), stored.updated_at + timedelta(microseconds=1)))
+            tables = self._ctx.tables()
+            if tables.memories.replace_if_unchanged(record, stored_at=stored.updated_at):
+                tables.history.record_soon(
+                    [hist.history_row(memory=record, event=hist.UPDATE, old_memory=stored.memory,
+                                      new_memory=record.memory, now=record.updated_at,
+                                      principal=principal)])
+                return record.to_item()
+        raise ConflictError(f"memory {memory_id!r} kept changing while it was being updated; "
+                            "try again.")
+
+    def delete(self, memory_id: str, *, ids: Mapping[str, Any],
+               principal: Principal | None) -> dict[str, Any]:
+        """Memory.delete: one memory in the caller's scope."""
+        record = self._ctx.find(memory_id, ids)
+        if not self._delete(self._ctx.tables(), [record], principal):
+            raise NotFoundError(not_found(memory_id))  # another caller deleted it since
+        return {"id": record.id, "deleted": True}
+
+    def delete_all(self, *, ids: Mapping[str, Any], actor_id: Any, filters: Any,
+                   principal: Principal | None) -> dict[str, Any]:
+        """Memory.delete_all: every memory in the scope that matches ``filters``."""
+        where = self._ctx.scope(ids, actor_id=actor_id, filters=filters).where()
+        tables = self._ctx.tables()
+        return {"deleted": self._delete(tables, tables.memories.select(where), principal)}
+
+    @staticmethod
+    def _delete(tables: Tables, records: list[MemoryRecord],
+                principal: Principal | None = None) -> int:
+        """Delete these memories and record it; returns how many this call deleted.
+
+        A memory another caller deleted meanwhile counts for that caller only;
+        its DELETE history row has the same id either way (history.event_id).
+        """
+        now = datetime.now(UTC)
+        deleted = 0
+        for start in range(0, len(records), _ID_CHUNK):
+            chunk = records[start:start + _ID_CHUNK]
+            count = tables.memories.delete_ids(record.id for record in chunk)
+            deleted += count
+            if count:
+                tables.history.record_soon(
+                    [hist.history_row(memory=record, event=hist.DELETE, old_memory=record.memory,
+                                      new_memory=None, now=now, principal=principal)
+                     for record in chunk]
+                )
+        return deleted
+
+
+def _new_records(plans: list[Plan], known_by_scope: dict[tuple[Any, ...], dict[str, str]],
+                 now: datetime) -> tuple[Results, list[MemoryRecord], dict[str, dict[str, Any]]]:
+    """Each plan's results, the records to write, and the results of those
+    records by id (to rewrite if a record loses a race)."""
+    out: Results = []
+    new: list[MemoryRecord] = []
+    added: dict[str, dict[str, Any]] = {}
+    for plan in plans:
+        known = known_by_scope[scope_key(plan)]
+        scope_fields = {k: v for k, v in plan.scope.items() if v is not None}
+        results = []
+        for message in plan.messages:
+            digest = text_hash(message.content)
+            if digest in known:
+                results.append({"id": known[digest], "memory": message.content,
+                                "event": "NONE", **scope_fields})
+                continue
+            record = MemoryRecord.new(message, plan, now)
+            known[digest] = record.id
+            new.append(record)
+            attribution = {k: getattr(record, k) for k in ("actor_id", "role")
+                           if getattr(record, k) is not None}
+            added[record.id] = {"id": record.id, "memory": record.memory, "event": "ADD",
+                                **scope_fields, **attribution}
+            results.append(added[record.id])
+        out.append(results)
+    return out, new, added
