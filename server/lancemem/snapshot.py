@@ -89,8 +89,11 @@ class Snapshot:
         if not row_ids:
             return []
         wanted = [*columns, "_rowid"]
-        # _take_rows is pylance's take by row id (pinned in pyproject.toml); a
-        # `_rowid IN (...)` filter does the same through a scan, 1.4 ms slower.
+        # _take_rows is pylance's take by row id (pinned in pyproject.toml); pylance
+        # 13 has no public equal. Measured at 100,000 rows in 10 fragments, 10 rows
+        # with their vectors: _take_rows 1.0 ms, a `_rowid IN (...)` filter (through
+        # to_table or a scanner) 2.1-2.4 ms. The public LanceFragment.take takes
+        # offsets that shift once a fragment has deletions, so it reads wrong rows.
         found = with_retries(lambda: self._ds._take_rows(list(row_ids), columns=wanted),
                              what="reading memories")
         by_row = {row["_rowid"]: row for row in found.to_pylist()}
