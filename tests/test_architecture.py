@@ -88,3 +88,25 @@ def test_the_check_sees_imports_of_every_kind(tmp_path: Path) -> None:
                                        (3, "store", True), (4, "lance", False),
                                        (5, "__init__", True), (7, "memory", True)]
 
+
+# Only storage builds Arrow data or writes SQL around the where clauses that
+# scoping and filters compile (the core's two compilers).
+ARROW_LIBRARIES = {"pyarrow"}
+SQL_HELPERS = {"sql_string", "sql_timestamp", "like_pattern"}
+SQL_COMPILERS = {"filters", "scoping"}
+
+
+def test_only_storage_writes_sql_or_builds_arrow() -> None:
+    wrong = []
+    for path in modules():
+        if layer_of(path.stem) == "storage" or path.stem in SQL_COMPILERS:
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                names = {alias.name for alias in node.names}
+                if node.module.split(".")[0] in ARROW_LIBRARIES or names & SQL_HELPERS:
+                    wrong.append(f"{path.name}:{node.lineno} imports from {node.module}")
+            elif isinstance(node, ast.Import):
+                wrong += [f"{path.name}:{node.lineno} imports {alias.name}" for alias in node.names
+                          if alias.name.split(".")[0] in ARROW_LIBRARIES]
+    assert not wrong, "\n".join(wrong)
