@@ -28,8 +28,8 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
 from tests.jwt_issuer import JwtIssuer, rsa_key
 
-from lancemem.store import Store
-from lancemem.tokens import TokenTable
+from lancemem.storage.store import Store
+from lancemem.storage.tokens import TokenTable
 
 
 @contextmanager

@@ -17,11 +17,11 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from lancemem.config import load_settings
-from lancemem.embeddings import FastEmbedder
-from lancemem.filters import MAX_TEXT, text_size
-from lancemem.memory import Memory
-from lancemem.store import Store
+from lancemem.core.config import load_settings
+from lancemem.core.filters import MAX_TEXT, text_size
+from lancemem.memory.facade import Memory
+from lancemem.search.embeddings import FastEmbedder
+from lancemem.storage.store import Store
 
 USER = "heavy"
 

@@ -33,8 +33,8 @@ from benchmarks.locomo_data import (
     scores,
     turns,
 )
-from lancemem.config import MODES, load_settings
-from lancemem.memory import Memory
+from lancemem.core.config import MODES, load_settings
+from lancemem.memory.facade import Memory
 
 REFERENCE = "bm25 (turn text)"
 SINGLE_ADDS = 300

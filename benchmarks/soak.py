@@ -22,10 +22,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from lancemem.config import load_settings
-from lancemem.embeddings import FastEmbedder
-from lancemem.memory import Memory
-from lancemem.store import HISTORY, MEMORIES, Store
+from lancemem.core.config import load_settings
+from lancemem.memory.facade import Memory
+from lancemem.search.embeddings import FastEmbedder
+from lancemem.storage.store import HISTORY, MEMORIES, Store
 
 WORDS = ("coffee", "tea", "garden", "paris", "berlin", "piano", "guitar", "running",
          "swimming", "sister", "brother", "dog", "cat", "allergy", "peanuts", "birthday",

@@ -33,10 +33,10 @@ from mcp import Client, StdioServerParameters
 
 from benchmarks.locomo_data import DEFAULT_DATA, turns
 from benchmarks.soak import WORDS, sentence
-from lancemem.config import DEFAULT_MODEL, load_settings
-from lancemem.embeddings import FastEmbedder
-from lancemem.memory import Memory
-from lancemem.store import Store, memories_schema
+from lancemem.core.config import DEFAULT_MODEL, load_settings
+from lancemem.memory.facade import Memory
+from lancemem.search.embeddings import FastEmbedder
+from lancemem.storage.store import Store, memories_schema
 
 
 class RandomVectors:

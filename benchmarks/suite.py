@@ -19,8 +19,8 @@ from typing import Any
 
 from benchmarks import locomo, speed
 from benchmarks.locomo_data import DEFAULT_DATA, markdown
-from lancemem.config import load_settings
-from lancemem.embeddings import assemble_bundled_model
+from lancemem.core.config import load_settings
+from lancemem.search.embeddings import assemble_bundled_model
 
 RESULTS = Path(__file__).parent / "results"
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from lancemem.embeddings import FastEmbedder
-from lancemem.memory import Memory
-from lancemem.store import Store
+from lancemem.memory.facade import Memory
+from lancemem.search.embeddings import FastEmbedder
+from lancemem.storage.store import Store
 
 
 @pytest.fixture(autouse=True)

@@ -13,9 +13,9 @@ import random
 import sys
 from typing import Any
 
-from lancemem.config import load_settings
-from lancemem.memory import Memory
-from lancemem.reindex import reindex
+from lancemem.core.config import load_settings
+from lancemem.memory.facade import Memory
+from lancemem.memory.reindex import reindex
 
 USER = "crash-user"
 RUNS = ("r1", "r2", "r3")

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from lancemem import history as hist
-from lancemem.consistency import missing_history
-from lancemem.store import HISTORY, MEMORIES, Store
+from lancemem.storage import history as hist
+from lancemem.storage.consistency import missing_history
+from lancemem.storage.store import HISTORY, MEMORIES, Store
 
 
 def check_store(store: Store) -> dict[str, dict[str, Any]]:

@@ -9,19 +9,19 @@ from pathlib import Path
 
 import pytest
 
-from lancemem.config import load_settings
-from lancemem.errors import AuthenticationError, NotFoundError, PermissionDeniedError
-from lancemem.errors import ValidationError as LanceValidationError
-from lancemem.http_limits import RateLimiter
-from lancemem.principal import (
+from lancemem.core.config import load_settings
+from lancemem.core.errors import AuthenticationError, NotFoundError, PermissionDeniedError
+from lancemem.core.errors import ValidationError as LanceValidationError
+from lancemem.core.principal import (
     Principal,
     bind_ids,
     check_against_server_pins,
     check_may_write,
 )
-from lancemem.serve import transport_security
-from lancemem.store import Store
-from lancemem.tokens import TOKENS, TokenAuthenticator, TokenTable, digest
+from lancemem.serving.limits import RateLimiter
+from lancemem.serving.serve import transport_security
+from lancemem.storage.store import Store
+from lancemem.storage.tokens import TOKENS, TokenAuthenticator, TokenTable, digest
 from tests.attack import ATTACK_IDS, LOOKALIKES
 
 ALICE = Principal(kind="token", id="tk_1", user_id="alice", label="bot")
@@ -214,7 +214,7 @@ def test_the_rate_limit_is_a_bucket_per_client() -> None:
 
 
 def test_history_rows_name_the_principal(memory: object) -> None:
-    from lancemem.memory import Memory
+    from lancemem.memory.facade import Memory
 
     assert isinstance(memory, Memory)
     added = memory.add("likes tea", user_id="alice", principal=ALICE)["results"][0]
@@ -228,7 +228,7 @@ def test_history_rows_name_the_principal(memory: object) -> None:
 def test_the_history_command_says_who(db_path: Path, real_embedder: object,
                                       capsys: pytest.CaptureFixture[str]) -> None:
     from lancemem.cli import main
-    from lancemem.memory import Memory
+    from lancemem.memory.facade import Memory
 
     with Memory(store=Store(str(db_path)), embedder=real_embedder) as memory:  # type: ignore[arg-type]
         added = memory.add("likes tea", user_id="alice", principal=ALICE)["results"][0]
@@ -244,7 +244,7 @@ def test_an_older_history_table_gains_the_principal_columns(db_path: Path,
     import lancedb
     import pyarrow as pa
 
-    from lancemem.store import HISTORY, history_schema
+    from lancemem.storage.store import HISTORY, history_schema
 
     old = pa.schema([f for f in history_schema() if not f.name.startswith("principal")])
     lancedb.connect(str(db_path)).create_table(HISTORY, schema=old).add(pa.Table.from_pylist(
@@ -261,9 +261,9 @@ def test_a_server_with_auth_fails_closed_without_a_principal(db_path: Path,
     import anyio
     from mcp import Client
 
-    from lancemem.mcp_auth import token_auth
-    from lancemem.mcp_server import build_server
-    from lancemem.memory import Memory
+    from lancemem.mcp.auth import token_auth
+    from lancemem.mcp.server import build_server
+    from lancemem.memory.facade import Memory
 
     def never(token: str) -> Principal:
         raise AuthenticationError("no")
@@ -281,9 +281,9 @@ def test_a_server_with_auth_fails_closed_without_a_principal(db_path: Path,
 
 
 def test_filter_keys_cannot_forge_log_lines() -> None:
-    from lancemem.filters import compile_where
+    from lancemem.core.filters import compile_where
 
-    forged = "x\n2026-12-02 07:00:00,000 WARNING lancemem.http_limits: rate-limited 10.9.9.9"
+    forged = "x\n2026-12-02 07:00:00,000 WARNING lancemem.serving.limits: rate-limited 10.9.9.9"
     with pytest.raises(LanceValidationError) as caught:
         compile_where({forged: 1})
     assert "\n" not in str(caught.value) and "\\n" in str(caught.value)
@@ -292,7 +292,7 @@ def test_filter_keys_cannot_forge_log_lines() -> None:
 def test_the_credential_limiter_counts_open_requests() -> None:
     import anyio
 
-    from lancemem.http_limits import CredentialLimiter
+    from lancemem.serving.limits import CredentialLimiter
 
     release = anyio.Event()
     sent: list[int] = []

@@ -66,8 +66,8 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
 
 from lancemem.cli import main as lancemem_cli
-from lancemem.consistency import missing_history
-from lancemem.store import HISTORY, Store
+from lancemem.storage.consistency import missing_history
+from lancemem.storage.store import HISTORY, Store
 from tests.attack import LOOKALIKES
 from tests.test_isolation_property import (
     MAX_STEPS,

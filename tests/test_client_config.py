@@ -42,8 +42,8 @@ async def test_the_token_entry_reaches_a_server_with_auth(tmp_path: Path) -> Non
     from mcp.client.streamable_http import streamable_http_client
     from mcp.shared._httpx_utils import create_mcp_http_client
 
-    from lancemem.store import Store
-    from lancemem.tokens import TokenTable
+    from lancemem.storage.store import Store
+    from lancemem.storage.tokens import TokenTable
     from tests.test_mcp_transports import http_server
 
     [(_, entry)] = [e for e in entries() if e[0] == "http_with_token"]

@@ -12,9 +12,9 @@ import anyio
 import pytest
 from mcp import Client, StdioServerParameters
 
-from lancemem.errors import ConflictError
-from lancemem.memory import Memory
-from lancemem.store import Store
+from lancemem.core.errors import ConflictError
+from lancemem.memory.facade import Memory
+from lancemem.storage.store import Store
 from tests.invariants import check_store
 from tests.mcp_scenario import call
 
@@ -91,7 +91,7 @@ def test_compaction_racing_deletes_in_other_processes(tmp_path: Path) -> None:
         memory.add(f"single {i}", user_id="u")
     script = (
         "import sys\n"
-        "from lancemem.memory import Memory\nfrom lancemem.store import Store\n"
+        "from lancemem.memory.facade import Memory\nfrom lancemem.storage.store import Store\n"
         "from tests.embedders import HashEmbedder\n"
         "m = Memory(store=Store(sys.argv[1], auto_compact=False), embedder=HashEmbedder())\n"
         "m.ensure_open()\nprint('READY', flush=True)\n"
@@ -127,7 +127,7 @@ def test_concurrent_updates_of_one_memory_keep_an_unbroken_history(tmp_path: Pat
     memory_id = memory.add("version zero", user_id="u")["results"][0]["id"]
     script = (
         "import sys\n"
-        "from lancemem.memory import Memory\nfrom lancemem.store import Store\n"
+        "from lancemem.memory.facade import Memory\nfrom lancemem.storage.store import Store\n"
         "from tests.embedders import HashEmbedder\n"
         "m = Memory(store=Store(sys.argv[1]), embedder=HashEmbedder())\n"
         "m.ensure_open()\nprint('READY', flush=True)\nsys.stdin.readline()\n"
@@ -157,7 +157,7 @@ def test_processes_opening_a_new_store_at_once_all_succeed(tmp_path: Path) -> No
     """Clients often start several servers on a store that does not exist yet."""
     import subprocess
 
-    opener = ("import sys\nfrom lancemem.store import Store\n"
+    opener = ("import sys\nfrom lancemem.storage.store import Store\n"
               "Store(sys.argv[1]).open(model_name='test/model', dim=8)\n")
     for trial in range(2):
         db = tmp_path / f"db{trial}"

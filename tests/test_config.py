@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from lancemem.config import DEFAULT_MODEL, load_settings
-from lancemem.errors import ValidationError
+from lancemem.core.config import DEFAULT_MODEL, load_settings
+from lancemem.core.errors import ValidationError
 
 
 def test_defaults_live_in_the_users_data_directory(tmp_path: Path) -> None:

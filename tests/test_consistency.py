@@ -8,10 +8,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from lancemem import history as hist
-from lancemem.consistency import missing_history, repair
-from lancemem.memory import Memory
-from lancemem.store import HISTORY, MEMORIES, Store
+from lancemem.memory.facade import Memory
+from lancemem.storage import history as hist
+from lancemem.storage.consistency import missing_history, repair
+from lancemem.storage.store import HISTORY, MEMORIES, Store
 from tests.embedders import HashEmbedder
 from tests.invariants import check_store
 
@@ -97,8 +97,8 @@ def test_history_is_readable_at_once_and_written_before_exit(db_path: Path,
     memory.update(memory_id, text="remembered again", user_id="u")
     assert [e["event"] for e in memory.history(memory_id, user_id="u")["results"]] == [
         "ADD", "UPDATE"]
-    writer = ("import sys\nfrom lancemem.config import load_settings\n"
-              "from lancemem.memory import Memory\n"
+    writer = ("import sys\nfrom lancemem.core.config import load_settings\n"
+              "from lancemem.memory.facade import Memory\n"
               "memory = Memory.from_settings(load_settings({'db': sys.argv[1]}))\n"
               "memory.delete(sys.argv[2], user_id='u')\n")
     subprocess.run([sys.executable, "-c", writer, str(db_path), memory_id], check=True)

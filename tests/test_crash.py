@@ -16,10 +16,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from lancemem.errors import ModelMismatchError
-from lancemem.memory import Memory
-from lancemem.reindex import reindex
-from lancemem.store import Store
+from lancemem.core.errors import ModelMismatchError
+from lancemem.memory.facade import Memory
+from lancemem.memory.reindex import reindex
+from lancemem.storage.store import Store
 from tests.crash_worker import USER
 from tests.invariants import check_store
 

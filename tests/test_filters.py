@@ -13,10 +13,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from lancemem.errors import FilterError, ScopeConflictError
-from lancemem.filters import MAX_DEPTH, compile_where
-from lancemem.memory import Memory
-from lancemem.store import Store
+from lancemem.core.errors import FilterError, ScopeConflictError
+from lancemem.core.filters import MAX_DEPTH, compile_where
+from lancemem.memory.facade import Memory
+from lancemem.storage.store import Store
 from tests.filter_oracle import matches
 
 # ---------------------------------------------------------------- compile errors

@@ -12,10 +12,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from mcp import Client
 
-from lancemem.config import load_settings
-from lancemem.mcp_server import build_server
-from lancemem.memory import Memory
-from lancemem.store import Store
+from lancemem.core.config import load_settings
+from lancemem.mcp.server import build_server
+from lancemem.memory.facade import Memory
+from lancemem.storage.store import Store
 from tests.invariants import check_store
 from tests.mcp_scenario import TOOLS
 
@@ -114,7 +114,7 @@ def test_adversarial_input_gets_its_documented_error(
 
 
 def test_nesting_beyond_what_clients_send_is_refused_by_the_api(fuzz_server: Any) -> None:
-    from lancemem.errors import FilterError, ValidationError
+    from lancemem.core.errors import FilterError, ValidationError
 
     _, memory = fuzz_server
     with pytest.raises(FilterError, match="nest deeper than 32"):

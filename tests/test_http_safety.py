@@ -17,8 +17,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from lancemem.errors import ValidationError
-from lancemem.serve import transport_security
+from lancemem.core.errors import ValidationError
+from lancemem.serving.serve import transport_security
 from tests.test_mcp_transports import HEADERS, INITIALIZE, http_server, serve_args
 
 LOOPBACK = ["127.0.0.1", "127.0.0.1:*", "localhost", "localhost:*", "[::1]", "[::1]:*"]

@@ -10,8 +10,8 @@ import anyio
 import pytest
 from mcp import Client
 
-from lancemem.filters import MAX_TEXT, text_size
-from lancemem.store import MEMORIES, Store
+from lancemem.core.filters import MAX_TEXT, text_size
+from lancemem.storage.store import MEMORIES, Store
 from tests.attack import ATTACK_IDS
 from tests.mcp_scenario import call, fails
 from tests.test_mcp_tools import make_server

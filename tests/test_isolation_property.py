@@ -40,10 +40,10 @@ from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
 from mcp import Client
 
-from lancemem.config import load_settings
-from lancemem.mcp_server import build_server
-from lancemem.memory import Memory
-from lancemem.store import HISTORY, MEMORIES, Store
+from lancemem.core.config import load_settings
+from lancemem.mcp.server import build_server
+from lancemem.memory.facade import Memory
+from lancemem.storage.store import HISTORY, MEMORIES, Store
 from tests.attack import ATTACK_IDS, LOOKALIKES
 
 SEED = int(os.environ.get("LANCEMEM_PROPERTY_SEED") or random.SystemRandom().randrange(2**32))

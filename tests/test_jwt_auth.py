@@ -19,9 +19,9 @@ from typing import Any
 
 import pytest
 
-from lancemem.errors import AuthenticationError
-from lancemem.jwt_auth import JwtVerifier
-from lancemem.principal import Principal
+from lancemem.core.errors import AuthenticationError
+from lancemem.core.principal import Principal
+from lancemem.serving.jwt_auth import JwtVerifier
 from tests.jwt_issuer import (
     JwtIssuer,
     SigningKey,
@@ -34,7 +34,7 @@ from tests.jwt_issuer import (
 )
 
 MIN_REFRESH = 0.2
-LOGGER = "lancemem.jwt_auth"
+LOGGER = "lancemem.serving.jwks"  # where key-cache warnings are logged
 
 
 @pytest.fixture(scope="module")

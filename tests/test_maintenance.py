@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from lancemem import storage_maintenance as store_module
-from lancemem.memory import Memory
-from lancemem.store import HISTORY, MEMORIES, SLACK_FRAGMENTS, Store
+from lancemem.memory.facade import Memory
+from lancemem.storage import maintenance as store_module
+from lancemem.storage.store import HISTORY, MEMORIES, SLACK_FRAGMENTS, Store
 from tests.embedders import HashEmbedder
 from tests.invariants import check_store
 
@@ -119,7 +119,7 @@ def test_optimize_command(tmp_path: Path) -> None:
 
 
 def test_compaction_tiers_rewrite_only_what_is_small() -> None:
-    from lancemem.store import LARGE_FRAGMENT, SMALL_FRAGMENT, compaction_targets
+    from lancemem.storage.store import LARGE_FRAGMENT, SMALL_FRAGMENT, compaction_targets
 
     big, small = LARGE_FRAGMENT, SMALL_FRAGMENT
     assert compaction_targets([big, big, small, 5]) == []

@@ -8,10 +8,10 @@ from typing import Any
 import pytest
 from mcp import Client
 
-from lancemem.config import load_settings
-from lancemem.mcp_server import build_server
-from lancemem.memory import Memory
-from lancemem.store import Store
+from lancemem.core.config import load_settings
+from lancemem.mcp.server import build_server
+from lancemem.memory.facade import Memory
+from lancemem.storage.store import Store
 from tests.mcp_scenario import TOOLS, call, exercise_all_tools, fails
 
 pytestmark = pytest.mark.anyio
@@ -88,7 +88,7 @@ async def test_pinned_ids_are_hidden_and_cannot_be_overridden(
 
 
 async def test_model_not_loaded_to_list_tools(db_path: Path, model_cache: Path) -> None:
-    from lancemem.embeddings import FastEmbedder
+    from lancemem.search.embeddings import FastEmbedder
 
     embedder = FastEmbedder(cache_dir=model_cache)
     async with Client(make_server(db_path, embedder)) as client:

@@ -6,9 +6,9 @@ import math
 
 import pytest
 
-from lancemem.errors import NotFoundError, ScopeRequiredError, ValidationError
-from lancemem.memory import Memory
-from lancemem.records import text_hash
+from lancemem.core.errors import NotFoundError, ScopeRequiredError, ValidationError
+from lancemem.core.records import text_hash
+from lancemem.memory.facade import Memory
 
 HOSTILE_IDS = [
     "x' OR '1'='1",
@@ -246,7 +246,7 @@ def test_reset_empties_every_scope(memory: Memory) -> None:
 
 
 def test_server_defaults_fill_missing_ids(db_path, real_embedder) -> None:
-    from lancemem.store import Store
+    from lancemem.storage.store import Store
 
     memory = Memory(store=Store(str(db_path)), embedder=real_embedder,
                     defaults={"user_id": "default-user"})

@@ -11,10 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lancemem.embeddings import DEFAULT_MODEL, FastEmbedder, assemble_bundled_model
-from lancemem.errors import EmbeddingError, ModelMismatchError
-from lancemem.memory import Memory
-from lancemem.store import Store
+from lancemem.core.errors import EmbeddingError, ModelMismatchError
+from lancemem.memory.facade import Memory
+from lancemem.search.embeddings import DEFAULT_MODEL, FastEmbedder, assemble_bundled_model
+from lancemem.storage.store import Store
 from tests.embedders import HashEmbedder
 
 
@@ -98,7 +98,7 @@ def test_store_refuses_another_model_until_reindexed(tmp_path: Path, real_embedd
 
 
 def test_interrupted_reindex_resumes(tmp_path: Path) -> None:
-    from lancemem.reindex import reindex
+    from lancemem.memory.reindex import reindex
 
     db = str(tmp_path / "db")
     Memory(store=Store(db), embedder=HashEmbedder(dim=32)).add(

@@ -16,11 +16,11 @@ from mcp import Client, MCPError
 from mcp.server.mcpserver import MCPServer
 from mcp.types import INVALID_PARAMS, METHOD_NOT_FOUND
 
-from lancemem.config import load_settings
-from lancemem.errors import ValidationError
-from lancemem.mcp_server import build_server
-from lancemem.memory import Memory
-from lancemem.store import Store
+from lancemem.core.config import load_settings
+from lancemem.core.errors import ValidationError
+from lancemem.mcp.server import build_server
+from lancemem.memory.facade import Memory
+from lancemem.storage.store import Store
 from tests.mcp_scenario import TOOLS, call, fails
 
 pytestmark = pytest.mark.anyio

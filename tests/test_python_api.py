@@ -33,10 +33,20 @@ def test_the_readme_example_runs_as_written(tmp_path: Path) -> None:
 def test_import_lancemem_stays_cheap() -> None:
     """``Memory`` is loaded on first use: importing the package loads no LanceDB."""
     probe = ("import sys, lancemem; "
-             "print('lancedb' in sys.modules, 'lancemem.memory' in sys.modules)")
+             "print('lancedb' in sys.modules, 'lancemem.memory.facade' in sys.modules)")
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
                             timeout=120, check=True)
     assert result.stdout.split() == ["False", "False"]
     loaded = subprocess.run([sys.executable, "-c", "from lancemem import Memory; print(Memory)"],
                             capture_output=True, text=True, timeout=120, check=True)
-    assert "lancemem.memory.Memory" in loaded.stdout
+    assert "lancemem.memory.facade.Memory" in loaded.stdout
+
+
+def test_the_api_names_come_from_the_package_itself() -> None:
+    import lancemem
+    from lancemem.core import errors
+
+    assert set(lancemem.__all__) >= {"Memory", "Store", "FastEmbedder", "LanceMemError"}
+    for name in lancemem.__all__:
+        assert getattr(lancemem, name) is not None
+    assert lancemem.NotFoundError is errors.NotFoundError

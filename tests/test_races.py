@@ -10,10 +10,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from lancemem import history as hist
-from lancemem.errors import NotFoundError
-from lancemem.memory import Memory
-from lancemem.store import HISTORY, MEMORIES, Store
+from lancemem.core.errors import NotFoundError
+from lancemem.memory.facade import Memory
+from lancemem.storage import history as hist
+from lancemem.storage.store import HISTORY, MEMORIES, Store
 from tests.invariants import check_store
 
 THREADS = 6
@@ -76,9 +76,9 @@ def test_threads_deleting_one_memory_report_it_deleted_once(memory: Memory) -> N
 
 ADDER = """
 import sys
-from lancemem.memory import Memory
-from lancemem.store import Store
-from lancemem.embeddings import FastEmbedder
+from lancemem.memory.facade import Memory
+from lancemem.storage.store import Store
+from lancemem.search.embeddings import FastEmbedder
 m = Memory(store=Store(sys.argv[1]), embedder=FastEmbedder(cache_dir=sys.argv[2]))
 m.ensure_open()
 m.embedder.load()

@@ -8,10 +8,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from lancemem.filters import metadata_columns
-from lancemem.memory import Memory
-from lancemem.records import MemoryRecord
-from lancemem.store import MEMORIES
+from lancemem.core.filters import metadata_columns
+from lancemem.core.records import MemoryRecord
+from lancemem.memory.facade import Memory
+from lancemem.storage.store import MEMORIES
 
 NOW = datetime(2026, 12, 2, 1, 2, 3, tzinfo=UTC)
 

@@ -11,13 +11,13 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from lancemem import snapshot
-from lancemem.config import MODES, check_mode, load_settings
-from lancemem.errors import ValidationError
-from lancemem.memory import Memory
-from lancemem.records import document_text
-from lancemem.retrieval import cosine_scores, fuse, top_cosine
-from lancemem.store import MEMORIES, SEARCH_TEXT, Store, memories_schema
+from lancemem.core.config import MODES, check_mode, load_settings
+from lancemem.core.errors import ValidationError
+from lancemem.core.records import document_text
+from lancemem.memory.facade import Memory
+from lancemem.search.retrieval import cosine_scores, fuse, top_cosine
+from lancemem.storage import snapshot
+from lancemem.storage.store import MEMORIES, SEARCH_TEXT, Store, memories_schema
 
 # --- pure logic ---------------------------------------------------------------
 

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from lancemem.errors import ClosedError, LanceMemError
-from lancemem.memory import Memory
-from lancemem.store import HISTORY, Store
+from lancemem.core.errors import ClosedError, LanceMemError
+from lancemem.memory.facade import Memory
+from lancemem.storage.store import HISTORY, Store
 
 
 def lancemem_threads() -> list[str]:

@@ -9,14 +9,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from lancemem.errors import (
+from lancemem.core.errors import (
     InvalidIdError,
     ReservedKeyError,
     ScopeConflictError,
     ScopeRequiredError,
     ValidationError,
 )
-from lancemem.scoping import (
+from lancemem.core.scoping import (
     RESERVED_KEYS,
     SCOPE_KEYS,
     Scope,

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from lancemem.errors import ConflictError, StorageError
-from lancemem.store import HISTORY, INDEXED_COLUMNS, MEMORIES, Store, with_retries
+from lancemem.core.errors import ConflictError, StorageError
+from lancemem.storage.store import HISTORY, INDEXED_COLUMNS, MEMORIES, Store, with_retries
 
 
 def test_open_creates_tables_indexes_and_model_record(tmp_path: Path) -> None:
@@ -44,7 +44,7 @@ def test_lancedb_errors_become_storage_errors() -> None:
 
 
 def test_commit_conflicts_are_retried_then_reported(monkeypatch) -> None:
-    monkeypatch.setattr("lancemem.storage_retries.time.sleep", lambda _: None)
+    monkeypatch.setattr("lancemem.storage.retries.time.sleep", lambda _: None)
     attempts = []
 
     def flaky() -> str:

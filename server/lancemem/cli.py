@@ -14,9 +14,9 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from . import cli_tokens
-from .config import AUTH_MODES, MODES, SCOPE_KEYS, TRANSPORTS, Settings, load_settings
-from .errors import LanceMemError, ValidationError
-from .memory import Memory
+from .core.config import AUTH_MODES, MODES, SCOPE_KEYS, TRANSPORTS, Settings, load_settings
+from .core.errors import LanceMemError, ValidationError
+from .memory.facade import Memory
 
 
 def _json_object(text: str) -> Any:
@@ -204,9 +204,9 @@ def _progress(label: str) -> Callable[[int, int], None]:
 
 
 def _reindex(settings: Settings) -> dict[str, Any]:
-    from .embeddings import FastEmbedder
-    from .reindex import reindex
-    from .store import Store
+    from .memory.reindex import reindex
+    from .search.embeddings import FastEmbedder
+    from .storage.store import Store
 
     embedder = FastEmbedder(settings.embedding_model, cache_dir=settings.model_cache_dir)
     count = reindex(Store(settings.db), embedder, progress=_progress("reindex"))
@@ -274,7 +274,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = _settings(args)
         logging.getLogger("lancemem").setLevel(settings.log_level.upper())
         if args.command == "serve":
-            from .serve import serve
+            from .serving.serve import serve
 
             serve(settings)
             return 0

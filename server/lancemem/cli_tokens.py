@@ -14,9 +14,9 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from .config import Settings
-from .store import Store
-from .tokens import TokenRecord, TokenTable
+from .core.config import Settings
+from .storage.store import Store
+from .storage.tokens import TokenRecord, TokenTable
 
 
 def _days(text: str) -> float:

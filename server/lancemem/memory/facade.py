@@ -15,18 +15,18 @@ import threading
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from . import consistency
-from . import history as hist
-from .config import DEFAULT_MODE, Settings, check_mode, load_settings
-from .embeddings import Embedder, FastEmbedder
-from .memory_context import Context, Tables
-from .memory_searcher import Searcher
-from .memory_table import MemoryTable
-from .memory_writer import Writer
-from .principal import Principal
-from .runtime import Runtime
-from .scoping import validate_id
-from .store import Store
+from ..core.config import DEFAULT_MODE, Settings, check_mode, load_settings
+from ..core.principal import Principal
+from ..core.runtime import Runtime
+from ..core.scoping import validate_id
+from ..search.embeddings import Embedder, FastEmbedder
+from ..storage import consistency
+from ..storage import history as hist
+from ..storage.memory_table import MemoryTable
+from ..storage.store import Store
+from .context import Context, Tables
+from .searcher import Searcher
+from .writer import Writer
 
 log = logging.getLogger(__name__)
 

@@ -26,16 +26,16 @@ from concurrent.futures import Future
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from . import storage_sql as sql
-from .principal import Principal
-from .records import ITEM_FIELDS, MemoryRecord
-from .runtime import Runtime
-from .storage_schema import HISTORY, history_schema
+from ..core.principal import Principal
+from ..core.records import ITEM_FIELDS, MemoryRecord
+from ..core.runtime import Runtime
+from . import sql
+from .schema import HISTORY, history_schema
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
-    from .storage_connection import Connection
+    from .connection import Connection
 
 ADD, UPDATE, DELETE = "ADD", "UPDATE", "DELETE"
 _EVENT_ORDER = {ADD: 0, UPDATE: 1, DELETE: 2}

@@ -14,8 +14,8 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import StorageError
-from .storage_retries import MAX_ATTEMPTS, backoff, unless_done_elsewhere, with_retries
+from ..core.errors import StorageError
+from .retries import MAX_ATTEMPTS, backoff, unless_done_elsewhere, with_retries
 
 if TYPE_CHECKING:
     import pyarrow as pa

@@ -7,13 +7,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from . import history as hist
-from .embeddings import Embedder
-from .errors import NotFoundError, ValidationError
-from .memory_table import MemoryTable
-from .records import MemoryRecord
-from .runtime import Runtime
-from .scoping import ScopedCall, build_filters_and_metadata
+from ..core.errors import NotFoundError, ValidationError
+from ..core.records import MemoryRecord
+from ..core.runtime import Runtime
+from ..core.scoping import ScopedCall, build_filters_and_metadata
+from ..search.embeddings import Embedder
+from ..storage import history as hist
+from ..storage.memory_table import MemoryTable
 
 
 @dataclass(frozen=True)

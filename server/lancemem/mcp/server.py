@@ -25,17 +25,20 @@ from mcp.server.mcpserver.tools import Tool
 from mcp.types import ToolAnnotations
 from pydantic import Field
 
-from . import __version__
-from .config import SCOPE_KEYS, Settings
-from .errors import (
+from .. import __version__
+from ..core.config import SCOPE_KEYS, Settings
+from ..core.errors import (
     AuthenticationError,
     LanceMemError,
     PermissionDeniedError,
     ScopeConflictError,
     ValidationError,
 )
-from .mcp_auth import ServerAuth, current_principal
-from .mcp_models import (
+from ..core.principal import bind_ids, check_against_server_pins, check_may_write
+from ..core.scoping import validate_id
+from ..memory.facade import Memory
+from .auth import ServerAuth, current_principal
+from .models import (
     AddResult,
     ChatMessage,
     Deleted,
@@ -44,10 +47,7 @@ from .mcp_models import (
     MemoryItem,
     MemoryList,
 )
-from .mcp_strict import ServedTool, error_result, serve_strictly
-from .memory import Memory
-from .principal import bind_ids, check_against_server_pins, check_may_write
-from .scoping import validate_id
+from .strict import ServedTool, error_result, serve_strictly
 
 log = logging.getLogger(__name__)
 

@@ -18,11 +18,11 @@ import time
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from .storage_retries import unless_done_elsewhere, with_retries
-from .storage_schema import HISTORY, INDEXED_COLUMNS, MEMORIES, SEARCH_TEXT
+from .retries import unless_done_elsewhere, with_retries
+from .schema import HISTORY, INDEXED_COLUMNS, MEMORIES, SEARCH_TEXT
 
 if TYPE_CHECKING:
-    from .storage_connection import Connection
+    from .connection import Connection
 
 log = logging.getLogger(__name__)
 

@@ -24,12 +24,12 @@ from starlette.datastructures import Headers
 from starlette.responses import PlainTextResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .config import Settings, normalize_allowed_host
-from .errors import ValidationError
-from .http_limits import CredentialLimiter, RateLimiter
-from .mcp_auth import ServerAuth, jwt_auth, token_auth
-from .mcp_server import build_server
-from .memory import Memory
+from ..core.config import Settings, normalize_allowed_host
+from ..core.errors import ValidationError
+from ..mcp.auth import ServerAuth, jwt_auth, token_auth
+from ..mcp.server import build_server
+from ..memory.facade import Memory
+from .limits import CredentialLimiter, RateLimiter
 
 log = logging.getLogger(__name__)
 LOOPBACK_NAMES = ("localhost",)
@@ -266,7 +266,7 @@ def _base_url(settings: Settings, port: int) -> str:
 def _server_auth(settings: Settings, memory: Memory, resource_url: str) -> ServerAuth | None:
     """The configured authentication, checked at start (a store it cannot read fails here)."""
     if settings.auth == "token":
-        from .tokens import TokenAuthenticator, TokenTable
+        from ..storage.tokens import TokenAuthenticator, TokenTable
 
         authenticator = TokenAuthenticator(TokenTable(memory.store))
         if not authenticator.count():

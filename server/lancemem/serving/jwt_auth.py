@@ -20,7 +20,9 @@ from typing import Any
 
 import jwt
 
-from .errors import AuthenticationError, InvalidIdError
+from ..core.errors import AuthenticationError, InvalidIdError
+from ..core.principal import Principal
+from ..core.scoping import validate_id
 from .jwks import (
     ALLOWED_ALGORITHMS,
     HINT_JWKS,
@@ -32,8 +34,6 @@ from .jwks import (
     discover_jwks_url,
     shown,
 )
-from .principal import Principal
-from .scoping import validate_id
 
 _CURVE_FOR_ALG = {"ES256": "P-256", "ES384": "P-384", "ES512": "P-521"}
 MAX_TOKEN_CHARS = 64 * 1024  # far above real tokens; bounds work done on junk

@@ -25,8 +25,8 @@ from mcp.types import INVALID_PARAMS, CallToolRequestParams, CallToolResult, Tex
 from pydantic import BaseModel
 from pydantic_core import ErrorDetails
 
-from .errors import LanceMemError, ValidationError
-from .messages import no_such_keys
+from ..core.errors import LanceMemError, ValidationError
+from ..core.messages import no_such_keys
 
 log = logging.getLogger(__name__)
 

@@ -26,8 +26,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from . import history as hist
+from .connection import Connection
 from .memory_table import MemoryTable
-from .storage_connection import Connection
 
 log = logging.getLogger(__name__)
 

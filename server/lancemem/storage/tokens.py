@@ -25,12 +25,12 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from . import storage_sql as sql
-from .errors import AuthenticationError, NotFoundError, ValidationError
-from .principal import Principal
-from .scoping import validate_id
-from .storage_connection import Connection
-from .storage_retries import with_retries
+from ..core.errors import AuthenticationError, NotFoundError, ValidationError
+from ..core.principal import Principal
+from ..core.scoping import validate_id
+from . import sql
+from .connection import Connection
+from .retries import with_retries
 
 if TYPE_CHECKING:
     import pyarrow as pa

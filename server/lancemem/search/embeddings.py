@@ -18,8 +18,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
-from .config import DEFAULT_MODEL
-from .errors import EmbeddingError
+from ..core.config import DEFAULT_MODEL
+from ..core.errors import EmbeddingError
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +27,7 @@ _BUNDLED_SHA256 = "8199be6f699a395f99f89df973f9dc5285fbcfcdb2ae1a4e1201dab014f3d
 _BUNDLED_DIM = 384
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
                     "config.json")
-_TOKENIZER_DIR = Path(__file__).parent / "model_files" / "all-MiniLM-L6-v2"
+_TOKENIZER_DIR = Path(__file__).parent.parent / "model_files" / "all-MiniLM-L6-v2"
 
 
 @runtime_checkable

@@ -5,14 +5,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from . import history as hist
-from .config import check_mode
-from .errors import NotFoundError, ValidationError
-from .memory_context import Context
-from .messages import check_limit, check_text, check_threshold
-from .retrieval import CANDIDATES, cosine_scores, fuse, top_cosine
-from .scoping import scope_where
-from .snapshot import Ranked, Snapshot
+from ..core.config import check_mode
+from ..core.errors import NotFoundError, ValidationError
+from ..core.messages import check_limit, check_text, check_threshold
+from ..core.scoping import scope_where
+from ..search.retrieval import CANDIDATES, cosine_scores, fuse, top_cosine
+from ..storage import history as hist
+from ..storage.snapshot import Ranked, Snapshot
+from .context import Context
 
 
 class Searcher:

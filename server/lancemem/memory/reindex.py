@@ -12,10 +12,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from .embeddings import Embedder
-from .memory_table import MemoryTable
-from .storage_meta import EMBED, PREPARE
-from .store import Store
+from ..search.embeddings import Embedder
+from ..storage.memory_table import MemoryTable
+from ..storage.meta import EMBED, PREPARE
+from ..storage.store import Store
 
 Progress = Callable[[int, int], None]
 

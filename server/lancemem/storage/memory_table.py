@@ -12,13 +12,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from . import storage_sql as sql
-from .errors import ConflictError, StorageError
-from .records import MemoryRecord, in_scope, row_key
-from .scoping import SCOPE_KEYS, Scope, scope_where
-from .snapshot import Snapshot
-from .storage_retries import with_retries
-from .storage_schema import (
+from ..core.errors import ConflictError, StorageError
+from ..core.records import MemoryRecord, in_scope, row_key
+from ..core.scoping import SCOPE_KEYS, Scope, scope_where
+from . import sql
+from .retries import with_retries
+from .schema import (
     MEMORIES,
     SEARCH_TEXT,
     item_columns,
@@ -26,11 +25,12 @@ from .storage_schema import (
     vector_field,
     vectors_schema,
 )
+from .snapshot import Snapshot
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
-    from .storage_connection import Connection
+    from .connection import Connection
 
 _ID_CHUNK = 500  # ids per IN list
 

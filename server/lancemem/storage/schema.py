@@ -10,13 +10,13 @@ import functools
 import logging
 from typing import TYPE_CHECKING
 
-from .errors import ConflictError, StorageError
-from .storage_retries import with_retries
+from ..core.errors import ConflictError, StorageError
+from .retries import with_retries
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
-    from .storage_connection import Connection
+    from .connection import Connection
 
 log = logging.getLogger(__name__)
 

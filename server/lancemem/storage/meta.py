@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .errors import ModelMismatchError
-from .storage_schema import META, SCHEMA_VERSION, meta_schema
+from ..core.errors import ModelMismatchError
+from .schema import META, SCHEMA_VERSION, meta_schema
 
 if TYPE_CHECKING:
-    from .storage_connection import Connection
+    from .connection import Connection
 
 PREPARE, EMBED = "prepare", "embed"  # a reindex's phases
 

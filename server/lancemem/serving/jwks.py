@@ -28,11 +28,9 @@ import jwt
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAAlgorithm
 
-from .errors import AuthenticationError
+from ..core.errors import AuthenticationError
 
-# Named for jwt_auth, where this code lived: operators' log filters and the
-# tests' log capture select the key-refresh warnings by that name.
-log = logging.getLogger("lancemem.jwt_auth")
+log = logging.getLogger(__name__)
 
 # The key type each allowed algorithm needs, and for ECDSA the curve too.
 KEY_TYPE_FOR_ALG = {

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime
 
-from .filters import sql_string, sql_timestamp
+from ..core.filters import sql_string, sql_timestamp
 
 
 def equals(column: str, value: str) -> str:

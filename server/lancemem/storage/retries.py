@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from .errors import ConflictError, LanceMemError, StorageError
+from ..core.errors import ConflictError, LanceMemError, StorageError
 
 log = logging.getLogger(__name__)
 

@@ -12,13 +12,21 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from . import history as hist
-from .errors import ConflictError, NotFoundError, ValidationError
-from .memory_context import Context, Tables, not_found
-from .messages import check_metadata, check_text, normalise_messages
-from .principal import Principal
-from .records import MemoryRecord, Plan, chunks, document_text, scope_key, split_record, text_hash
-from .storage_retries import backoff
+from ..core.errors import ConflictError, NotFoundError, ValidationError
+from ..core.messages import check_metadata, check_text, normalise_messages
+from ..core.principal import Principal
+from ..core.records import (
+    MemoryRecord,
+    Plan,
+    chunks,
+    document_text,
+    scope_key,
+    split_record,
+    text_hash,
+)
+from ..storage import history as hist
+from ..storage.retries import backoff
+from .context import Context, Tables, not_found
 
 EAGER_EMBED = 16  # adds of up to this many texts embed them before the duplicate check
 _ID_CHUNK = 500

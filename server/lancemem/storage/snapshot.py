@@ -19,9 +19,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .records import MemoryRecord
-from .storage_retries import with_retries
-from .storage_schema import SEARCH_TEXT, item_columns
+from ..core.records import MemoryRecord
+from .retries import with_retries
+from .schema import SEARCH_TEXT, item_columns
 
 if TYPE_CHECKING:
     import numpy as np

@@ -24,9 +24,9 @@ from pydantic import ConfigDict
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from .config import Settings
-from .errors import AuthenticationError, LanceMemError
-from .principal import Principal
+from ..core.config import Settings
+from ..core.errors import AuthenticationError, LanceMemError
+from ..core.principal import Principal
 
 log = logging.getLogger(__name__)
 WELL_KNOWN = "/.well-known/oauth-protected-resource"

@@ -16,8 +16,8 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from .storage_connection import Connection
-from .storage_maintenance import (
+from .connection import Connection
+from .maintenance import (
     KEEP_VERSIONS_FOR,
     LARGE_FRAGMENT,
     SLACK_FRAGMENTS,
@@ -27,9 +27,9 @@ from .storage_maintenance import (
     ensure_indexes,
     unindexed_rows,
 )
-from .storage_meta import MetaTable
-from .storage_retries import MAX_ATTEMPTS, backoff, with_retries
-from .storage_schema import (
+from .meta import MetaTable
+from .retries import MAX_ATTEMPTS, backoff, with_retries
+from .schema import (
     HIDDEN_COLUMNS,
     HISTORY,
     INDEXED_COLUMNS,

@@ -1,0 +1,1 @@
+"""The MCP layer: tools, their models, strict call checks, authentication hooks."""

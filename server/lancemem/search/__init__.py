@@ -1,0 +1,1 @@
+"""Search: the embedding model and ranking."""

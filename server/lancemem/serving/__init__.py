@@ -1,0 +1,1 @@
+"""Serving HTTP and stdio: transports, Host/Origin and rate limits, JWT checks."""
