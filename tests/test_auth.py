@@ -62,6 +62,16 @@ def test_operator_filters_on_ids_stay_filters() -> None:
     assert bind_ids(ALICE, NO_IDS, {"user_id": {"ne": "alice"}})["user_id"] == "alice"
 
 
+def test_a_credentials_call_naming_another_value_for_a_server_pin_is_refused() -> None:
+    pins = {"agent_id": "other-bot"}
+    assert bind_ids(ALICE, {**NO_IDS, "agent_id": " other-bot "}, server_pins=pins)[
+        "agent_id"] == " other-bot "  # the same id: the server's pin applies it afterwards
+    with pytest.raises(PermissionDeniedError, match="this server pins agent_id to 'other-bot'"):
+        bind_ids(ALICE, {**NO_IDS, "agent_id": "triage-bot"}, server_pins=pins)
+    with pytest.raises(PermissionDeniedError, match="this server pins user_id to 'bob'"):
+        bind_ids(ALICE, NO_IDS, server_pins={"user_id": "bob"})
+
+
 def test_read_only_refuses_writes_and_server_pins_must_agree() -> None:
     reader = Principal(kind="token", id="tk_3", user_id="alice", read_only=True)
     with pytest.raises(PermissionDeniedError, match="read-only, so add_memory is refused"):

@@ -63,16 +63,27 @@ def _refusal(principal: Principal, key: str, named: str, where: str) -> Permissi
         f"Leave '{key}' out (your credential's id is used) or pass {pinned!r}.")
 
 
-def bind_ids(principal: Principal, ids: Mapping[str, Any],
-             filters: Any = None) -> dict[str, Any]:
+def bind_ids(principal: Principal, ids: Mapping[str, Any], filters: Any = None,
+             server_pins: Mapping[str, str] | None = None) -> dict[str, Any]:
     """The call's session ids with the principal's pins applied.
 
     ``ids`` are the call's ``user_id``/``agent_id``/``run_id`` arguments
     (None where not given). A pinned id given with another value, or a
     plain-string filter entry naming another value, raises
     PermissionDeniedError; ids the credential does not pin pass through.
+    ``server_pins`` (the server's own pins) must agree with the credential's,
+    and an argument naming another value for one is refused too, rather than
+    silently replaced (filter entries for them are the caller's to check).
     Values are compared as stored ids (surrounding whitespace stripped).
     """
+    server_pins = server_pins or {}
+    check_against_server_pins(principal, server_pins)
+    for key, pin in server_pins.items():  # a credential's call never silently changes scope
+        given = ids.get(key)
+        if given is not None and validate_id(key, given) != pin:
+            raise PermissionDeniedError(
+                f"this server pins {key} to {pin!r}; the call names {given!r}. Nothing was "
+                f"read or changed. Leave '{key}' out.")
     bound = dict(ids)
     entries = filters if isinstance(filters, Mapping) else {}
     for key, pinned in principal.pins().items():

@@ -30,12 +30,10 @@ from ..core.config import SCOPE_KEYS, Settings
 from ..core.errors import (
     AuthenticationError,
     LanceMemError,
-    PermissionDeniedError,
     ScopeConflictError,
     ValidationError,
 )
-from ..core.principal import bind_ids, check_against_server_pins, check_may_write
-from ..core.scoping import validate_id
+from ..core.principal import bind_ids, check_may_write
 from ..memory.facade import Memory
 from .auth import ServerAuth, current_principal
 from .models import (
@@ -114,15 +112,8 @@ def _bind_to_caller(name: str, kwargs: dict[str, Any], pinned: Mapping[str, str]
         return
     if writes:
         check_may_write(principal, name)
-    check_against_server_pins(principal, pinned)
-    for key, pin in pinned.items():  # a credential's call never silently changes scope
-        given = kwargs.get(key)
-        if given is not None and validate_id(key, given) != pin:
-            raise PermissionDeniedError(
-                f"this server pins {key} to {pin!r}; the call names {given!r}. Nothing was "
-                f"read or changed. Leave '{key}' out.")
     kwargs.update(bind_ids(principal, {key: kwargs.get(key) for key in SCOPE_KEYS},
-                           kwargs.get("filters")))
+                           kwargs.get("filters"), server_pins=pinned))
 
 
 def _tool(fn: Callable[..., Awaitable[Any]], pinned: Mapping[str, str], *,

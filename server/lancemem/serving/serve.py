@@ -259,8 +259,12 @@ def _base_url(settings: Settings, port: int) -> str:
     """The server's URL as clients see it: --public-url, else the bound address."""
     if settings.public_url:
         return settings.public_url.rstrip("/")
-    shown = f"[{settings.host}]" if ":" in settings.host else settings.host
-    return f"http://{shown}:{port}"
+    return _bound_url(settings.host, port)
+
+
+def _bound_url(host: str, port: int) -> str:
+    """``http://host:port`` of the listening socket (an IPv6 address bracketed)."""
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
 def _server_auth(settings: Settings, memory: Memory, resource_url: str) -> ServerAuth | None:
@@ -291,10 +295,9 @@ def _serve_http(server: MCPServer, settings: Settings,
     import uvicorn
 
     app = _http_app(server, settings, security)
-    port = sock.getsockname()[1]
-    shown = f"[{settings.host}]" if ":" in settings.host else settings.host
+    url = _bound_url(settings.host, sock.getsockname()[1])
     auth = "" if settings.auth == "none" else f", auth {settings.auth}"
-    print(f"lancemem: serving {settings.transport} at http://{shown}:{port}"
+    print(f"lancemem: serving {settings.transport} at {url}"
           f"{endpoint_path(settings.transport)} (store {settings.db}{auth})",
           file=sys.stderr, flush=True)
     # proxy_headers off: uvicorn would otherwise take the client address from
