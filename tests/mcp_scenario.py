@@ -8,8 +8,10 @@ from typing import Any
 
 from mcp.types import CallToolResult
 
-TOOLS = {"add_memory", "search_memories", "list_memories", "get_memory", "update_memory",
-         "delete_memory", "delete_all_memories", "memory_history"}
+MEMORY_TOOLS = {"add_memory", "search_memories", "list_memories", "get_memory",
+                "update_memory", "delete_memory", "delete_all_memories", "memory_history"}
+RELATION_TOOLS = {"add_relations", "search_relations", "list_relations", "delete_relations"}
+TOOLS = MEMORY_TOOLS | RELATION_TOOLS
 
 
 async def call(client: Any, tool: str, **arguments: Any) -> dict[str, Any]:
@@ -101,8 +103,66 @@ async def exercise_all_tools(client: Any) -> None:
     await fails(client, "delete_all_memories", "VALIDATION_001")
     await fails(client, "update_memory", "VALIDATION_005", memory_id=pizza["id"], user_id=user)
 
+    relations = await exercise_relation_tools(client, user)
+
     deleted = await call(client, "delete_memory", memory_id=dog["id"], user_id=user)
     assert deleted == {"id": dog["id"], "deleted": True}
     await fails(client, "get_memory", "NOT_FOUND_001", memory_id=dog["id"], user_id=user)
-    assert await call(client, "delete_all_memories", user_id=user) == {"deleted": 1}
+    assert await call(client, "delete_all_memories", user_id=user) == {
+        "deleted": 1, "relations_deleted": relations}
     assert (await call(client, "list_memories", user_id=user))["results"] == []
+    assert (await call(client, "list_relations", user_id=user,
+                       show_invalid=True))["results"] == []
+
+
+async def exercise_relation_tools(client: Any, user: str) -> int:
+    """The four relation tools and relations beside a memory search, in ``user``'s
+    scope; returns how many relations it leaves there."""
+    added = await call(client, "add_relations", user_id=user, relations=[
+        {"source": "Alice", "relationship": "works at", "target": "Acme",
+         "source_type": "person"},
+        {"source": "acme ", "relationship": "Headquartered in", "target": "Berlin"},
+        {"source": "Alice", "relationship": "likes", "target": "pizza"}])
+    assert [(r["event"], r["source"], r["relationship"], r["target"])
+            for r in added["results"]] == [
+        ("ADD", "Alice", "works_at", "Acme"), ("ADD", "Acme", "headquartered_in", "Berlin"),
+        ("ADD", "Alice", "likes", "pizza")]
+    works_at, based, likes = (r["id"] for r in added["results"])
+    again = await call(client, "add_relations", user_id=user, relations=[
+        {"source": "ALICE", "relationship": "worksAt", "target": " acme"}])
+    assert [(r["event"], r["id"]) for r in again["results"]] == [("NONE", works_at)]
+
+    found = await call(client, "search_relations", user_id=user,
+                       query="Where is Alice's employer based?")
+    ids = [r["id"] for r in found["results"]]
+    assert works_at in ids and based in ids, found
+    scores = [r["score"] for r in found["results"]]
+    assert scores == sorted(scores, reverse=True) and all(0 <= v <= 1 for v in scores)
+    assert (await call(client, "search_relations", user_id=f"{user}-other",
+                       query="Where is Alice's employer based?"))["results"] == []
+    beside = await call(client, "search_memories", query="what does Alice like?", user_id=user)
+    assert likes in [r["id"] for r in beside["relations"]]
+    listed = await call(client, "list_relations", user_id=user, entity="acme")
+    assert {r["id"] for r in listed["results"]} == {works_at, based}
+
+    moved = await call(client, "add_relations", user_id=user, replace=True, relations=[
+        {"source": "Alice", "relationship": "works at", "target": "Globex"}])
+    assert [(r["event"], r["target"], r["valid"]) for r in moved["results"]] == [
+        ("ADD", "Globex", True), ("INVALIDATE", "Acme", False)]
+    assert works_at not in [r["id"] for r in (await call(
+        client, "list_relations", user_id=user))["results"]]
+
+    await fails(client, "add_relations", "VALIDATION_001",
+                relations=[{"source": "a", "relationship": "b", "target": "c"}])
+    await fails(client, "add_relations", "VALIDATION_005", user_id=user,
+                relations=[{"source": "a", "relationship": "b", "taget": "c"}])
+    await fails(client, "add_relations", "VALIDATION_005", user_id=user,
+                relations=[{"source": "a", "relationship": "!!", "target": "c"}])
+    await fails(client, "delete_relations", "VALIDATION_005", user_id=user)
+    nothing = await call(client, "delete_relations", user_id=f"{user}-other",
+                         relation_ids=[likes])
+    assert nothing == {"deleted": 0, "not_found": [likes]}
+    gone = await call(client, "delete_relations", user_id=user, relations=[
+        {"source": "alice", "relationship": "likes", "target": "Pizza"}])
+    assert gone == {"deleted": 1, "not_found": []}
+    return 3  # headquartered_in, works_at Globex, and works_at Acme (invalid)

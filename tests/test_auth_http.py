@@ -184,7 +184,7 @@ async def _attempt_every_tool(client: Client, alice_ids: list[str]) -> None:
         error, found = await call(client, tool, **args)
         assert not error and found["results"] == [], (tool, found)
     error, deleted = await call(client, "delete_all_memories")
-    assert not error and deleted == {"deleted": 0}
+    assert not error and deleted == {"deleted": 0, "relations_deleted": 0}
 
 
 async def test_agent_bound_and_read_only_tokens(tmp_path: Path) -> None:

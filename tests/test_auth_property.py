@@ -69,6 +69,7 @@ from lancemem.cli import main as lancemem_cli
 from lancemem.storage.consistency import missing_history
 from lancemem.storage.store import HISTORY, Store
 from tests.attack import LOOKALIKES
+from tests.mcp_scenario import TOOLS
 from tests.test_isolation_property import (
     MAX_STEPS,
     SEED,
@@ -297,7 +298,7 @@ async def run_case(session: Session, items: list[TokenStep],
                             result, before, after)
             with anyio.fail_after(CALL_TIMEOUT):
                 tools = (await client.list_tools()).tools
-            assert len(tools) == 8, "the server stopped answering"
+            assert len(tools) == len(TOOLS), "the server stopped answering"
         except AssertionError as exc:
             message = (f"token {credential.name!r} (pins {credential.pins()}, read_only="
                        f"{credential.read_only}, id {session.token_ids[credential.name]}): "

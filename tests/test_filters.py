@@ -221,7 +221,8 @@ def test_delete_all_with_filters_only_narrows(db_path: Path, real_embedder: Any)
     for text in ("drop one", "drop two"):
         item = next(i for i in memory.get_all(user_id="u")["results"] if i["memory"] == text)
         memory.update(item["id"], metadata={"drop": True}, user_id="u")
-    assert memory.delete_all(user_id="u", filters={"drop": True}) == {"deleted": 2}
+    assert memory.delete_all(user_id="u", filters={"drop": True}) == {
+        "deleted": 2, "relations_deleted": 0}
     assert [i["memory"] for i in memory.get_all(user_id="u")["results"]] == ["keep one"]
     assert len(memory.get_all(user_id="w")["results"]) == 1
 

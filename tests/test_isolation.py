@@ -62,8 +62,10 @@ async def test_a_star_id_is_the_literal_id_star_in_every_tool(
                                 ("delete_memory", {}), ("memory_history", {})):
                 await fails(client, tool, "NOT_FOUND_001", memory_id=victim, **{key: "*"},
                             **extra)
-        assert await call(client, "delete_all_memories", **{key: "*"}) == {"deleted": 1}
-        assert await call(client, "delete_all_memories", filters={key: "*"}) == {"deleted": 0}
+        assert await call(client, "delete_all_memories", **{key: "*"}) == {
+            "deleted": 1, "relations_deleted": 0}
+        assert await call(client, "delete_all_memories", filters={key: "*"}) == {
+            "deleted": 0, "relations_deleted": 0}
     rows = stored(db_path)
     assert set(rows) == victims
     assert {row["memory"] for row in rows.values()} == {"alice's bank PIN is 1234",
@@ -83,7 +85,8 @@ async def test_attack_ids_reach_only_their_own_literal_scope(
                      {"user_id": hostile, "filters": {"agent_id": hostile}}):
             listed = await call(client, "list_memories", **args)
             assert [r["id"] for r in listed["results"]] == [own_id], args
-        assert await call(client, "delete_all_memories", run_id=hostile) == {"deleted": 1}
+        assert await call(client, "delete_all_memories", run_id=hostile) == {
+            "deleted": 1, "relations_deleted": 0}
     assert set(stored(db_path)) == victims
 
 
@@ -98,7 +101,8 @@ async def test_an_actor_filter_is_anded_with_the_actor_argument(
         args = {"user_id": "carol", "actor_id": "dave", "filters": {"actor_id": {"ne": "dave"}}}
         assert (await call(client, "list_memories", **args))["results"] == []
         assert (await call(client, "search_memories", query="launch", **args))["results"] == []
-        assert await call(client, "delete_all_memories", **args) == {"deleted": 0}
+        assert await call(client, "delete_all_memories", **args) == {
+            "deleted": 0, "relations_deleted": 0}
         conflict = await fails(client, "list_memories", "VALIDATION_004", user_id="carol",
                                actor_id="dave", filters={"actor_id": "erin"})
         assert "erin" in conflict and "dave" in conflict
@@ -183,7 +187,8 @@ async def test_filters_at_every_documented_bound_work_on_a_real_server(tmp_path:
             for filters in past:
                 await fails(client, "list_memories", "FILTER_001", user_id="u", filters=filters)
             assert await call(client, "delete_all_memories", user_id="u",
-                              filters={"n": {"nin": list(range(1000))}}) == {"deleted": 1}
+                              filters={"n": {"nin": list(range(1000))}}) == {
+                                  "deleted": 1, "relations_deleted": 0}
             alive = await call(client, "list_memories", user_id="u")
             assert len(alive["results"]) == 2
 

@@ -45,6 +45,7 @@ from lancemem.mcp.server import build_server
 from lancemem.memory.facade import Memory
 from lancemem.storage.store import HISTORY, MEMORIES, Store
 from tests.attack import ATTACK_IDS, LOOKALIKES
+from tests.mcp_scenario import TOOLS
 
 SEED = int(os.environ.get("LANCEMEM_PROPERTY_SEED") or random.SystemRandom().randrange(2**32))
 CASES = int(os.environ.get("LANCEMEM_PROPERTY_CASES") or 60)
@@ -348,7 +349,8 @@ async def run_case(config: dict[str, Any], steps: list[Step], db: Path, embedder
             memory.history_log.flush()
             check_step(step, args, call_scope(step.tool, args, config), result, before,
                        read_store(reader))
-            assert len((await client.list_tools()).tools) == 8, "the server stopped answering"
+            tools = (await client.list_tools()).tools
+            assert len(tools) == len(TOOLS), "the server stopped answering"
             tally.steps += 1
             outcome = result.content[0].text.split(":")[0] if result.is_error else "ok"
             tally.outcomes[f"{step.tool} {outcome}"] += 1

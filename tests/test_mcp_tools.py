@@ -49,10 +49,10 @@ async def test_every_tool_and_argument_is_described(db_path: Path, real_embedder
         for name, schema in tool.input_schema["properties"].items():
             assert schema.get("description"), f"{tool.name}.{name} has no description"
         read_only = tool.name in {"search_memories", "list_memories", "get_memory",
-                                  "memory_history"}
+                                  "memory_history", "search_relations", "list_relations"}
         assert tool.annotations.read_only_hint is read_only, tool.name
         assert tool.annotations.destructive_hint is (tool.name in {
-            "delete_memory", "delete_all_memories"}), tool.name
+            "delete_memory", "delete_all_memories", "delete_relations"}), tool.name
     search = next(t for t in tools if t.name == "search_memories")
     assert search.description.count("{") >= 2  # the filter language, by example
 
@@ -92,7 +92,7 @@ async def test_model_not_loaded_to_list_tools(db_path: Path, model_cache: Path) 
 
     embedder = FastEmbedder(cache_dir=model_cache)
     async with Client(make_server(db_path, embedder)) as client:
-        assert len((await client.list_tools()).tools) == 8
+        assert len((await client.list_tools()).tools) == len(TOOLS)
         assert not embedder.loaded
         await fails(client, "list_memories", "VALIDATION_001")
         assert not embedder.loaded

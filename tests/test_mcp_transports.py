@@ -19,7 +19,7 @@ import pytest
 from mcp import Client, StdioServerParameters
 from mcp.client.sse import sse_client
 
-from tests.mcp_scenario import call, exercise_all_tools
+from tests.mcp_scenario import TOOLS, call, exercise_all_tools
 
 pytestmark = pytest.mark.anyio
 INSPECTOR = Path(__file__).parent / "inspector" / "node_modules" / ".bin" / "mcp-inspector"
@@ -166,7 +166,7 @@ def inspector(*args: str) -> dict:
 def test_mcp_inspector_cli_over_stdio(tmp_path: Path) -> None:
     server = [sys.executable, *serve_args(tmp_path / "db")]
     tools = inspector(*server, "--method", "tools/list")
-    assert len(tools["tools"]) == 8
+    assert {tool["name"] for tool in tools["tools"]} == TOOLS
     added = inspector(*server, "--method", "tools/call", "--tool-name", "add_memory",
                       "--tool-arg", "text=Inspector says hello", "--tool-arg", "user_id=insp")
     assert added["structuredContent"]["results"][0]["event"] == "ADD"

@@ -161,8 +161,8 @@ def test_delete_all_has_no_row_cap_and_keeps_other_scopes(memory: Memory) -> Non
     memory.add([f"fact number {i}" for i in range(250)], user_id="bulk")
     memory.add("keep me", user_id="bulk-other")
     memory.add("keep me too", user_id="bulk", agent_id="x")
-    assert memory.delete_all(user_id="bulk", agent_id="y") == {"deleted": 0}
-    assert memory.delete_all(user_id="bulk") == {"deleted": 251}
+    assert memory.delete_all(user_id="bulk", agent_id="y") == {"deleted": 0, "relations_deleted": 0}
+    assert memory.delete_all(user_id="bulk") == {"deleted": 251, "relations_deleted": 0}
     assert memory.get_all(user_id="bulk")["results"] == []
     assert [i["memory"] for i in memory.get_all(user_id="bulk-other")["results"]] == ["keep me"]
     with pytest.raises(ScopeRequiredError):
@@ -192,7 +192,7 @@ def test_hostile_ids_never_reach_other_users(memory: Memory, hostile: str) -> No
         with pytest.raises(NotFoundError) as info:
             action()
         assert info.value.code == "NOT_FOUND_001"
-    assert memory.delete_all(user_id=hostile) == {"deleted": 1}
+    assert memory.delete_all(user_id=hostile) == {"deleted": 1, "relations_deleted": 0}
     assert memory.get(victim["id"], user_id="victim")["memory"] == (
         "The victim's secret code is 4711")
     assert memory.get_all(user_id="victim", filters={"note": hostile})["results"][0]["id"] == (

@@ -71,4 +71,5 @@ def test_a_table_left_half_created_is_created_again(tmp_path: Path) -> None:
     store = Store(str(db))
     store.open(model_name="test/model", dim=8)
     assert store.meta()["embedding_model"] == "test/model"
-    assert set(store._table_names()) == {"memories", "history", "lancemem_meta"}
+    assert set(store._table_names()) == {"memories", "history", "lancemem_meta", "entities",
+                                         "relations", "relation_history"}

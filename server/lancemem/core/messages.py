@@ -139,12 +139,12 @@ def check_metadata(metadata: Any) -> dict[str, Any]:
     return json.loads(encoded)
 
 
-def check_limit(limit: Any, *, field: str = "limit") -> int:
-    """A result count between 1 and MAX_LIMIT."""
+def check_limit(limit: Any, *, field: str = "limit", maximum: int = MAX_LIMIT) -> int:
+    """A result count between 1 and ``maximum`` (MAX_LIMIT unless given)."""
     if isinstance(limit, bool) or not isinstance(limit, int):
         raise ValidationError(f"'{field}' must be a whole number, got {limit!r}.")
-    if not 1 <= limit <= MAX_LIMIT:
-        raise ValidationError(f"'{field}' is {limit}; use 1 to {MAX_LIMIT}.")
+    if not 1 <= limit <= maximum:
+        raise ValidationError(f"'{field}' is {limit}; use 1 to {maximum}.")
     return limit
 
 

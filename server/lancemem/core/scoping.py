@@ -145,6 +145,13 @@ def scope_where(scope: Scope) -> str:
     return " AND ".join(f"{key} = {sql_string(value)}" for key, value in columns.items())
 
 
+def exact_scope_where(scope: Scope) -> str:
+    """Rows stored in exactly this scope: each given id equal (``scope_where``),
+    each id not given absent. What an add compares against (its duplicates)."""
+    absent = [f"{key} IS NULL" for key, value in scope.ids().items() if value is None]
+    return " AND ".join([scope_where(scope.without_actor()), *absent])
+
+
 @dataclass(frozen=True)
 class ScopedCall:
     """One call's resolved scope, its add-time metadata and its own filters.

@@ -75,6 +75,8 @@ class DeletedCount(BaseModel):
     """The outcome of delete_all_memories."""
 
     deleted: int = Field(description="How many memories were deleted.")
+    relations_deleted: int = Field(default=0, description=(
+        "How many relations were deleted with them (none when filters were given)."))
 
 
 class HistoryEntry(BaseModel):

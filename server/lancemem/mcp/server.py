@@ -45,6 +45,8 @@ from .models import (
     MemoryItem,
     MemoryList,
 )
+from .relation_models import SearchResult
+from .relation_tools import relation_tools
 from .strict import ServedTool, error_result, serve_strictly
 
 log = logging.getLogger(__name__)
@@ -54,7 +56,9 @@ lancemem is your long-term memory. Save facts, preferences and decisions worth \
 recalling in later conversations with add_memory; before answering, look for \
 what you already know with search_memories. Memories are scoped: user_id is whose \
 memory it is, agent_id which assistant, run_id which conversation. A call sees only \
-memories matching every id it gives."""
+memories matching every id it gives. Relations between people, places and things \
+(add_relations: "Alice works at Acme") are searched with search_relations and come \
+back beside search_memories results."""
 
 FILTERS_HELP = (
     "Optional filter object. Keys: custom metadata keys, actor_id, role, created_at, "
@@ -153,7 +157,7 @@ def _hide(tool: Tool, pinned: Mapping[str, str]) -> Tool:
 
 def build_server(settings: Settings, *, memory: Memory | None = None,
                  auth: ServerAuth | None = None) -> MCPServer:
-    """The lancemem MCP server: eight memory tools over one Memory.
+    """The lancemem MCP server: eight memory tools and four relation tools over one Memory.
 
     With ``auth``, its HTTP apps refuse requests without a valid credential
     (401) and bind every call to the credential's ids.
@@ -199,15 +203,17 @@ def build_server(settings: Settings, *, memory: Memory | None = None,
             description="How to rank: 'hybrid' (meaning and shared words, the usual "
             "default), 'vector' (meaning only) or 'keyword' (shared words only, BM25). "
             "Leave unset for the server's default.")] = None,
-    ) -> MemoryList:
+    ) -> SearchResult:
         """Find the memories most relevant to a query, best first, each with a score.
 
         Use before answering anything that may depend on what you learned earlier.
         Put names and distinctive words in the query: they are matched as words too.
         Example filters: {"category": "food"} or
         {"AND": [{"priority": {"gte": 5}}, {"created_at": {"gt": "2026-01-01"}}]}.
+        Beside the memories, `relations` lists stored relations about the entities
+        that the query or the memories name.
         """
-        return MemoryList.model_validate(await call(
+        return SearchResult.model_validate(await call(
             memory.search, query, user_id=user_id, agent_id=agent_id, run_id=run_id,
             actor_id=actor_id, filters=filters, limit=limit, threshold=threshold, mode=mode))
 
@@ -260,8 +266,10 @@ def build_server(settings: Settings, *, memory: Memory | None = None,
         """Forget every memory in a scope: all of a user's, an agent's or a session's.
 
         Irreversible. At least one id is required; only memories matching every
-        given id (and the filters, if any) are deleted. Use only when the user asks
-        to forget everything, or everything of a kind, e.g. filters {"category": "food"}.
+        given id (and the filters, if any) are deleted. Without filters the scope's
+        relations are deleted too (only that actor's, with actor_id). Use only when the
+        user asks to forget everything, or everything of a kind, e.g. filters
+        {"category": "food"}.
         """
         return DeletedCount.model_validate(await call(
             memory.delete_all, user_id=user_id, agent_id=agent_id, run_id=run_id,
@@ -275,7 +283,8 @@ def build_server(settings: Settings, *, memory: Memory | None = None,
 
     tools = [(add_memory, _WRITE), (search_memories, _READ), (list_memories, _READ),
              (get_memory, _READ), (update_memory, _WRITE), (delete_memory, _DESTROY),
-             (delete_all_memories, _DESTROY), (memory_history, _READ)]
+             (delete_all_memories, _DESTROY), (memory_history, _READ),
+             *relation_tools(memory, call, read=_READ, write=_WRITE, destroy=_DESTROY)]
     served: dict[str, ServedTool] = {}
     for fn, hints in tools:
         tool = Tool.from_function(_tool(fn, pinned, writes=not hints.read_only_hint,

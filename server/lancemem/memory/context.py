@@ -14,14 +14,28 @@ from ..core.scoping import ScopedCall, build_filters_and_metadata
 from ..search.embeddings import Embedder
 from ..storage import history as hist
 from ..storage.memory_table import MemoryTable
+from ..storage.relation_history import RelationHistoryTable
+from ..storage.relation_table import EntityTable, RelationTable
+
+
+@dataclass(frozen=True)
+class RelationTables:
+    """An opened store's relation tables, and their history's background writer."""
+
+    entities: EntityTable
+    relations: RelationTable
+    log: hist.History
+    history: RelationHistoryTable
 
 
 @dataclass(frozen=True)
 class Tables:
-    """An opened store's tables: memories, and history through its background writer."""
+    """An opened store's tables: memories, and history through its background
+    writer; relations and their history (``graph``)."""
 
     memories: MemoryTable
     history: hist.History
+    graph: RelationTables
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 import logging
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from ..core.config import DEFAULT_MODE, Settings, check_mode, load_settings
@@ -20,11 +20,14 @@ from ..core.principal import Principal
 from ..core.runtime import Runtime
 from ..core.scoping import validate_id
 from ..search.embeddings import Embedder, FastEmbedder
-from ..storage import consistency
+from ..storage import consistency, relation_consistency
 from ..storage import history as hist
 from ..storage.memory_table import MemoryTable
+from ..storage.relation_history import RelationHistoryTable
+from ..storage.relation_table import EntityTable, RelationTable
 from ..storage.store import Store
-from .context import Context, Tables
+from .context import Context, RelationTables, Tables
+from .relations import Relations
 from .searcher import Searcher
 from .writer import Writer
 
@@ -59,10 +62,14 @@ class Memory:
         self.search_mode = check_mode(search_mode)
         self._runtime = Runtime()
         self.history_log = hist.History(store, self._runtime)
+        self.relation_log = hist.History(store, self._runtime,
+                                         table=RelationHistoryTable(store))
         context = Context(tables=self._tables, embedder=embedder, runtime=self._runtime,
                           defaults={key: validate_id(key, value)
                                     for key, value in (defaults or {}).items()})
-        self._writer, self._searcher = Writer(context), Searcher(context)
+        self._context = context
+        self._relations = Relations(context)
+        self._writer, self._searcher = Writer(context), Searcher(context, self._relations)
         self._open: Tables | None = None
         self._open_lock = threading.Lock()
 
@@ -93,8 +100,12 @@ class Memory:
         """Finish the background work: running calls' helpers, the warm-up, pending
         history, a compaction under way. Later calls raise ClosedError
         (CLOSED_001); a second close does nothing."""
-        self._runtime.close(before_writer_stops=self.history_log.flush)
+        self._runtime.close(before_writer_stops=self._flush_history)
         self.store.wait_for_compaction()
+
+    def _flush_history(self) -> None:
+        self.history_log.flush()
+        self.relation_log.flush()
 
     def warm_up(self) -> None:
         """Open the store and load the model in the background (a server does this
@@ -128,8 +139,12 @@ class Memory:
             if self._open is None:
                 self.store.open(model_name=self.embedder.model_name, dim=self.embedder.dim)
                 consistency.repair(self.store)
+                relation_consistency.repair(self.store)
                 self.store.compact_in_background()
-                self._open = Tables(MemoryTable(self.store, self.embedder.dim), self.history_log)
+                dim = self.embedder.dim
+                graph = RelationTables(EntityTable(self.store, dim), RelationTable(self.store, dim),
+                                       self.relation_log, RelationHistoryTable(self.store))
+                self._open = Tables(MemoryTable(self.store, dim), self.history_log, graph)
             return self._open
 
     def add(self, messages: Any, *, user_id: str | None = None, agent_id: str | None = None,
@@ -169,7 +184,9 @@ class Memory:
         BM25) or by both fused (``hybrid``); None uses the configured default.
         In every mode the score is the cosine similarity to the query (higher
         is closer) and ``threshold`` drops results scoring below it. The search
-        is exact within the scope.
+        is exact within the scope. ``relations`` beside ``results`` holds the
+        scope's relations touching entities that the query or the returned
+        memories name (search_relations' score), at most ``limit``.
         """
         return self._searcher.search(query, ids=_ids(user_id, agent_id, run_id),
                                      actor_id=actor_id, filters=filters, limit=limit,
@@ -215,10 +232,73 @@ class Memory:
         """Delete every memory in the scope (no cap) that matches ``filters``, if given.
 
         At least one of user/agent/run id is required; filters only narrow.
-        History names ``principal``, as for ``add``.
+        Without filters, the scope's relations go too (only that actor's, with
+        ``actor_id``; the scope's entities as well without one). Returns
+        ``{"deleted": N, "relations_deleted": M}``. History names
+        ``principal``, as for ``add``.
         """
-        return self._writer.delete_all(ids=_ids(user_id, agent_id, run_id), actor_id=actor_id,
-                                       filters=filters, principal=principal)
+        ids = _ids(user_id, agent_id, run_id)
+        result = self._writer.delete_all(ids=ids, actor_id=actor_id, filters=filters,
+                                         principal=principal)
+        relations = 0
+        if not filters:  # a filter selects memories by their metadata: relations have none
+            scope = self._context.scope(ids, actor_id=actor_id).scope
+            relations = self._relations.delete_scope(scope, principal)
+        return {**result, "relations_deleted": relations}
+
+    def add_relations(self, relations: Sequence[Mapping[str, Any]], *,
+                      user_id: str | None = None, agent_id: str | None = None,
+                      run_id: str | None = None, actor_id: str | None = None,
+                      replace: bool = False,
+                      principal: Principal | None = None) -> dict[str, Any]:
+        """Store relations ``{source, relationship, target, source_type?, target_type?}``
+        between entities of the scope.
+
+        Names resolve to the scope's entities (case and spacing ignored, or a
+        name meaning the same); ``relationship`` becomes lower_snake_case. A
+        triple already stored in the scope comes back with event ``NONE``.
+        With ``replace``, the scope's valid relations with the same source and
+        relationship but another target are invalidated (event
+        ``INVALIDATE``). History names ``principal``, as for ``add``.
+        """
+        return self._relations.add(relations, ids=_ids(user_id, agent_id, run_id),
+                                   actor_id=actor_id, replace=replace, principal=principal)
+
+    def search_relations(self, query: str, *, user_id: str | None = None,
+                         agent_id: str | None = None, run_id: str | None = None,
+                         limit: int = 10) -> dict[str, Any]:
+        """Relations in scope whose source or target the query names or means, and
+        those of their direct neighbours, best first, each with a ``score`` in [0, 1]."""
+        return self._relations.search(query, ids=_ids(user_id, agent_id, run_id), limit=limit)
+
+    def list_relations(self, *, user_id: str | None = None, agent_id: str | None = None,
+                       run_id: str | None = None, entity: str | None = None,
+                       relationship: str | None = None, limit: int = 100,
+                       show_invalid: bool = False) -> dict[str, Any]:
+        """Relations in scope, newest first: those touching ``entity`` and/or of
+        ``relationship`` only, if given; invalidated ones with ``show_invalid``."""
+        return self._relations.list(ids=_ids(user_id, agent_id, run_id), entity=entity,
+                                    relationship=relationship, limit=limit,
+                                    show_invalid=show_invalid)
+
+    def delete_relations(self, *, relation_ids: Sequence[str] | None = None,
+                         relations: Sequence[Mapping[str, Any]] | None = None,
+                         user_id: str | None = None, agent_id: str | None = None,
+                         run_id: str | None = None,
+                         principal: Principal | None = None) -> dict[str, Any]:
+        """Delete relations in scope by id, or by ``{source, relationship, target}``.
+
+        Returns ``{"deleted": N, "not_found": [...]}``: ids or triples that
+        match no relation in the scope (another scope's look the same).
+        """
+        return self._relations.delete(relation_ids=relation_ids, relations=relations,
+                                      ids=_ids(user_id, agent_id, run_id), principal=principal)
+
+    def relation_history(self, relation_id: str, *, user_id: str | None = None,
+                         agent_id: str | None = None,
+                         run_id: str | None = None) -> dict[str, Any]:
+        """Every recorded change to one relation in scope, oldest first."""
+        return self._relations.history(relation_id, ids=_ids(user_id, agent_id, run_id))
 
     def history(self, memory_id: str, *, user_id: str | None = None,
                 agent_id: str | None = None, run_id: str | None = None) -> dict[str, Any]:
@@ -228,7 +308,7 @@ class Memory:
     def reset(self) -> None:
         """Delete every memory and all history, for every scope."""
         self._runtime.check_open()
-        self.history_log.flush()
+        self._flush_history()
         self.store.reset()
         self._open = None
         self.ensure_open()

@@ -13,13 +13,15 @@ from ..search.retrieval import CANDIDATES, cosine_scores, fuse, top_cosine
 from ..storage import history as hist
 from ..storage.snapshot import Ranked, Snapshot
 from .context import Context
+from .relations import Relations
 
 
 class Searcher:
     """Every read of one Memory; its public methods are Memory's."""
 
-    def __init__(self, context: Context) -> None:
+    def __init__(self, context: Context, relations: Relations) -> None:
         self._ctx = context
+        self._relations = relations
 
     def search(self, query: str, *, ids: Mapping[str, Any], actor_id: Any, filters: Any,
                limit: int, threshold: float | None, mode: str | None,
@@ -34,7 +36,8 @@ class Searcher:
         limit = check_limit(limit)
         minimum = check_threshold(threshold)
         chosen = default_mode if mode is None else check_mode(mode)
-        where = self._ctx.scope(ids, actor_id=actor_id, filters=filters).where()
+        call = self._ctx.scope(ids, actor_id=actor_id, filters=filters)
+        where = call.where()
         snapshot = self._ctx.tables().memories.snapshot()
         depth = max(limit, CANDIDATES) if chosen == "hybrid" else limit
         run_soon = self._ctx.runtime.run_soon
@@ -55,7 +58,9 @@ class Searcher:
         items = [record.to_item(score=scores[row_id]) for row_id, record in found]
         if minimum is not None:
             items = [item for item in items if item["score"] >= minimum]
-        return {"results": items}
+        relations = self._relations.beside(text, vector, scope_where(call.scope.without_actor()),
+                                           [item["memory"] for item in items], limit)
+        return {"results": items, "relations": relations}
 
     def get_all(self, *, ids: Mapping[str, Any], actor_id: Any, filters: Any,
                 limit: int) -> dict[str, Any]:

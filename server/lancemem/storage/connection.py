@@ -204,6 +204,22 @@ class Connection:
         self._committed()
         return int(result.num_updated_rows)
 
+    def insert_new(self, name: str, rows: Sequence[dict[str, Any]], schema: pa.Schema) -> int:
+        """Insert the rows whose id is not stored yet, in one commit; returns how
+        many this call inserted. Two writers inserting one new id at once leave
+        one row (the merge's commit conflict is retried against the winner's)."""
+        if not rows:
+            return 0
+        import pyarrow as pa
+
+        data = pa.Table.from_pylist(list(rows), schema=schema)
+        table = self.table(name)
+        result = with_retries(
+            lambda: table.merge_insert("id").when_not_matched_insert_all().execute(data),
+            what=f"writing to {name}")
+        self._committed()
+        return int(result.num_inserted_rows)
+
     def merge_by_key(self, name: str, rows: Sequence[dict[str, Any]], schema: pa.Schema, *,
                      replace: bool, what: str) -> None:
         """Insert rows whose ``key`` is new; with ``replace``, also overwrite

@@ -24,7 +24,7 @@ import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import Future
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..core.principal import Principal
 from ..core.records import ITEM_FIELDS, MemoryRecord
@@ -129,13 +129,22 @@ class HistoryTable:
         return self._conn.arrow(HISTORY, None, columns=["memory_id", "event", "created_at"])
 
 
+class Appendable(Protocol):
+    """A history table that takes rows in one commit."""
+
+    def append(self, rows: Sequence[dict[str, Any]]) -> None: ...
+
+
 class History:
     """Appends history rows through a background writer, and reads them back."""
 
-    def __init__(self, store: Connection, runtime: Runtime | None = None) -> None:
+    def __init__(self, store: Connection, runtime: Runtime | None = None, *,
+                 table: Appendable | None = None) -> None:
         """``runtime`` writes rows handed to ``record_soon``; without one they are
-        written at once."""
-        self._table = HistoryTable(store)
+        written at once. ``table`` is where the rows go (memory history unless
+        given: relation history shares the writer, relation_history.py)."""
+        self._store = store
+        self._table = table or HistoryTable(store)
         self._runtime = runtime
         self._pending: list[dict[str, Any]] = []
         self._lock = threading.Lock()
@@ -179,4 +188,4 @@ class History:
         """One memory's rows among those matching ``where`` (a scope), oldest
         first, this process's pending rows included."""
         self.flush()
-        return ordered(self._table.of_memory(memory_id, where))
+        return ordered(HistoryTable(self._store).of_memory(memory_id, where))

@@ -18,6 +18,14 @@ import time
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
+from .relation_schema import (
+    ENTITIES,
+    ENTITY_INDEXED,
+    RELATION_HISTORY,
+    RELATION_INDEXED,
+    RELATION_TABLES,
+    RELATIONS,
+)
 from .retries import unless_done_elsewhere, with_retries
 from .schema import HISTORY, INDEXED_COLUMNS, MEMORIES, SEARCH_TEXT
 
@@ -61,6 +69,9 @@ def ensure_indexes(conn: Connection) -> None:
     # are scanned until compaction folds them into the index.
     wanted = [(MEMORIES, (column,), BTree()) for column in INDEXED_COLUMNS]
     wanted += [(HISTORY, ("memory_id",), BTree()), (MEMORIES, (SEARCH_TEXT,), FTS())]
+    wanted += [(ENTITIES, (column,), BTree()) for column in ENTITY_INDEXED]
+    wanted += [(RELATIONS, (column,), BTree()) for column in RELATION_INDEXED]
+    wanted += [(RELATION_HISTORY, ("relation_id",), BTree())]
     for name, columns, config in wanted:
         table = conn.table(name)
 
@@ -110,7 +121,7 @@ class Maintenance:
         Safe while other processes write: conflicting commits are retried.
         """
         ran = False
-        for name in (MEMORIES, HISTORY):
+        for name in (MEMORIES, HISTORY, *RELATION_TABLES):
             table = self._conn.table(name)
             targets = [SMALL_FRAGMENT, LARGE_FRAGMENT] if force else compaction_targets(
                 with_retries(lambda tb=table: [

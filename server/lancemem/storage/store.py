@@ -1,4 +1,4 @@
-"""The store: one LanceDB location holding the memories, history and meta tables.
+"""The store: one LanceDB location holding memories, relations, their history and meta.
 
 ``Store`` is a Connection (storage_connection.py) that knows lancemem's
 tables: opening creates and migrates them (storage_schema.py), indexes them
@@ -28,6 +28,15 @@ from .maintenance import (
     unindexed_rows,
 )
 from .meta import MetaTable
+from .relation_schema import (
+    ENTITIES,
+    RELATION_HISTORY,
+    RELATION_TABLES,
+    RELATIONS,
+    entities_schema,
+    relation_history_schema,
+    relations_schema,
+)
 from .retries import MAX_ATTEMPTS, backoff, with_retries
 from .schema import (
     HIDDEN_COLUMNS,
@@ -54,7 +63,7 @@ __all__ = [
 
 
 class Store(Connection):
-    """LanceDB at ``uri`` holding the memories, history and meta tables."""
+    """LanceDB at ``uri`` holding the memories, history, relation and meta tables."""
 
     def __init__(self, uri: str, *, storage_options: dict[str, str] | None = None,
                  auto_compact: bool = True) -> None:
@@ -72,7 +81,9 @@ class Store(Connection):
     def open(self, *, model_name: str, dim: int, check_model: bool = True) -> None:
         """Create the tables if needed and check the store's embedding model."""
         self.create_missing({MEMORIES: memories_schema(dim), HISTORY: history_schema(),
-                             META: meta_schema()})
+                             META: meta_schema(), ENTITIES: entities_schema(dim),
+                             RELATIONS: relations_schema(dim),
+                             RELATION_HISTORY: relation_history_schema()})
         migrate(self)  # an older schema brought up to date
         ensure_indexes(self)
         self.meta_table.stamp(model_name=model_name, dim=dim)
@@ -121,4 +132,4 @@ class Store(Connection):
 
     def reset(self) -> None:
         """Drop every lancemem table; the next open recreates them empty."""
-        self.drop((MEMORIES, HISTORY, META))
+        self.drop((MEMORIES, HISTORY, META, *RELATION_TABLES))

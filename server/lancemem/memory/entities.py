@@ -1,0 +1,70 @@
+"""Resolving the names of an add_relations call to the entities of its scope.
+
+A name is the entity with the same key in the exact scope (case, width and
+whitespace ignored), else the one whose name is closest in meaning if that
+is at least ENTITY_MATCH (``"Acme Corporation"`` is ``"Acme Corp"``), else a
+new entity. Names new in the same call are compared with each other too.
+New entities are inserted by id, so when two writers add one entity at once
+the first spelling stored is the one both get back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+
+from ..core.relations import Entity, Triple, entity_id, name_key
+from ..core.scoping import Scope, exact_scope_where
+from ..search.relation_ranking import ENTITY_MATCH
+from ..search.retrieval import cosine_scores
+from ..storage.relation_table import EntityTable
+
+
+def _wanted(triples: Sequence[Triple]) -> dict[str, tuple[str, str | None]]:
+    """Each end's key with its first spelling in the call and the first type given."""
+    wanted: dict[str, tuple[str, str | None]] = {}
+    for triple in triples:
+        for name, kind in ((triple.source, triple.source_type),
+                           (triple.target, triple.target_type)):
+            spelling, known_kind = wanted.get(name_key(name), (name, None))
+            wanted[name_key(name)] = (spelling, known_kind or kind)
+    return wanted
+
+
+def _closest_new(vector: Sequence[float], new: list[Entity]) -> Entity | None:
+    """Of the entities new in this call, one whose name means the same, if any."""
+    if not new:
+        return None
+    scores = cosine_scores([entity.vector or [] for entity in new], vector)
+    best = max(range(len(new)), key=scores.__getitem__)
+    return new[best] if scores[best] >= ENTITY_MATCH else None
+
+
+def resolve_entities(table: EntityTable, triples: Sequence[Triple],
+                     vectors: Mapping[str, Sequence[float]], scope: Scope,
+                     now: datetime) -> dict[str, Entity]:
+    """The entity of every end of ``triples``, by the key of the name given
+    (``vectors``: each given name's embedding); new ones are stored."""
+    exact = exact_scope_where(scope)
+    wanted = _wanted(triples)
+    resolved = table.by_keys(wanted, exact)
+    new: list[Entity] = []
+    for key, (spelling, kind) in wanted.items():
+        if key in resolved:
+            continue
+        vector = vectors[spelling]
+        near = table.nearest(vector, exact, limit=1)
+        if near and near[0][1] >= ENTITY_MATCH:
+            resolved[key] = near[0][0]
+            continue
+        same = _closest_new(vector, new)
+        if same is None:
+            same = Entity(id=entity_id(scope.ids(), key), name=spelling, scope=scope.ids(),
+                          entity_type=kind, created_at=now, vector=vector)
+            new.append(same)
+        resolved[key] = same
+    if new:
+        table.insert_new(new)
+        kept = table.by_ids(entity.id for entity in new)  # another writer's spelling may win
+        resolved = {key: kept.get(entity.id, entity) for key, entity in resolved.items()}
+    return resolved

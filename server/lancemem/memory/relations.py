@@ -1,0 +1,317 @@
+"""Memory's relations: add, search, list, delete, and the cascade of delete_all.
+
+Relations live in the same scopes as memories: a call's ids resolve to one
+Scope (scoping.py) exactly as for memories; an add stores the relation and
+both its entities in that exact scope, and reads see every relation that
+matches each id given. Entities are resolved per scope: by key (case and
+whitespace ignored), else by the meaning of their name (search/
+relation_ranking.ENTITY_MATCH). Each change is committed first and its
+history row handed to the background writer second (relation_history.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from ..core.errors import ConflictError, NotFoundError, ValidationError
+from ..core.messages import check_limit, check_text
+from ..core.principal import Principal
+from ..core.relations import (
+    ADD,
+    DELETE,
+    INVALIDATE,
+    MAX_RELATIONS,
+    NONE,
+    Relation,
+    Triple,
+    check_entity,
+    check_relationship,
+    check_triples,
+    name_key,
+    relation_id,
+)
+from ..core.scoping import Scope, exact_scope_where, scope_where
+from ..search import relation_ranking as rr
+from ..storage import relation_history as rh
+from ..storage import sql
+from ..storage.relation_table import VALID, RelationTable, either_end, key_chunks
+from ..storage.retries import backoff
+from .context import Context, RelationTables
+from .entities import resolve_entities
+
+_ATTEMPTS = 8
+
+
+class Relations:
+    """Every relation operation of one Memory; its public methods are Memory's."""
+
+    def __init__(self, context: Context) -> None:
+        self._ctx = context
+
+    def _graph(self) -> RelationTables:
+        return self._ctx.tables().graph
+
+    def _scope(self, ids: Mapping[str, Any], actor_id: Any = None) -> Scope:
+        return self._ctx.scope(ids, actor_id=actor_id).scope
+
+    def add(self, relations: Any, *, ids: Mapping[str, Any], actor_id: Any, replace: bool,
+            principal: Principal | None) -> dict[str, Any]:
+        """Memory.add_relations: each triple stored once per scope, ends resolved."""
+        triples = check_triples(relations)
+        if not isinstance(replace, bool):
+            raise ValidationError("'replace' must be true or false.")
+        scope = self._scope(ids, actor_id)
+        graph = self._graph()
+        now = datetime.now(UTC)
+        vectors = self._ctx.embedder.embed_documents(
+            [t.source for t in triples] + [t.target for t in triples]
+            + [f"{t.source} {t.relationship.replace('_', ' ')} {t.target}" for t in triples])
+        count = len(triples)
+        names = {t.source: vectors[i] for i, t in enumerate(triples)}
+        names.update({t.target: vectors[count + i] for i, t in enumerate(triples)})
+        ends = resolve_entities(graph.entities, triples, names, scope, now)
+        planned = [self._relation(t, ends, scope, now, vectors[2 * count + i])
+                   for i, t in enumerate(triples)]
+        events = self._store(graph, planned, scope, now, principal)
+        results = [relation.to_item(event=event) for relation, event in events]
+        if replace:
+            mine = {relation.id for relation in planned}
+            for relation in self._replaced(graph, planned, scope, mine, principal):
+                results.append(relation.to_item(event=INVALIDATE))
+        return {"results": results}
+
+    @staticmethod
+    def _relation(triple: Triple, ends: Mapping[str, Any], scope: Scope, now: datetime,
+                  vector: Sequence[float]) -> Relation:
+        source, target = ends[name_key(triple.source)], ends[name_key(triple.target)]
+        key = (source.key, triple.relationship, target.key)
+        return Relation(id=relation_id(scope.ids(), key), source=source.name,
+                        relationship=triple.relationship, target=target.name,
+                        source_type=triple.source_type or source.entity_type,
+                        target_type=triple.target_type or target.entity_type,
+                        scope=scope.ids(), actor_id=scope.actor_id, valid=True,
+                        invalidated_at=None, created_at=now, updated_at=now, vector=vector)
+
+    def _store(self, graph: RelationTables, planned: list[Relation], scope: Scope,
+               now: datetime, principal: Principal | None) -> list[tuple[Relation, str]]:
+        """Insert new triples, make invalidated ones valid again; (relation, event)
+        per planned relation, in order."""
+        unique = list({relation.id: relation for relation in planned}.values())
+        stored = {r.id: r for r in graph.relations.by_ids([r.id for r in unique],
+                                                           exact_scope_where(scope))}
+        fresh = [relation for relation in unique if relation.id not in stored]
+        inserted = graph.relations.insert_new(fresh)
+        outcome: dict[str, tuple[Relation, str]] = {}
+        for relation in fresh:
+            outcome[relation.id] = (relation, ADD if relation.id in inserted else NONE)
+        for relation_id_, relation in stored.items():
+            outcome[relation_id_] = ((self._revalidate(graph, relation), ADD)
+                                     if not relation.valid else (relation, NONE))
+        changed = [relation for relation, event in outcome.values() if event == ADD]
+        graph.log.record_soon([rh.history_row(r, ADD, now=now, principal=principal)
+                               for r in changed])
+        seen: set[str] = set()
+        events = []
+        for relation in planned:  # a triple given twice in one call: NONE the second time
+            kept, event = outcome[relation.id]
+            events.append((kept, NONE if relation.id in seen else event))
+            seen.add(relation.id)
+        return events
+
+    def _swap(self, graph: RelationTables, relation: Relation, change: Any) -> Relation | None:
+        """Apply ``change(relation, moment)`` with a compare-and-swap, re-reading
+        while other writers win; None when the relation is gone."""
+        current: Relation | None = relation
+        for attempt in range(_ATTEMPTS):
+            if attempt:
+                backoff(attempt - 1)
+                found = graph.relations.by_ids([relation.id], "true")
+                current = found[0] if found else None
+            if current is None:
+                return None
+            moment = max(datetime.now(UTC), current.updated_at + timedelta(microseconds=1))
+            revised = change(current, moment)
+            if revised is None or graph.relations.replace_if_unchanged(
+                    revised, stored_at=current.updated_at):
+                return revised
+        raise ConflictError(f"relation {relation.id!r} kept changing; try again.")
+
+    def _revalidate(self, graph: RelationTables, relation: Relation) -> Relation:
+        kept = self._swap(graph, relation, lambda r, moment: r.revalidated(moment))
+        return kept or relation
+
+    def _replaced(self, graph: RelationTables, planned: list[Relation], scope: Scope,
+                  mine: set[str], principal: Principal | None) -> list[Relation]:
+        """Invalidate the scope's valid relations that share a new relation's
+        source and relationship but not its target (``replace=true``)."""
+        exact = exact_scope_where(scope)
+        done: list[tuple[Relation, Relation]] = []  # (invalidated, replaced by)
+        for relation in {(name_key(r.source), r.relationship): r for r in planned}.values():
+            where = " AND ".join([exact, VALID, sql.equals("source_key", name_key(relation.source)),
+                                  sql.equals("relationship", relation.relationship)])
+            for old in graph.relations.select(where):
+                if old.id in mine:
+                    continue
+                changed = self._swap(graph, old, lambda r, moment: (
+                    r.invalidated(moment) if r.valid else None))
+                if changed is not None:
+                    done.append((changed, relation))
+        graph.log.record_soon([rh.history_row(old, INVALIDATE, now=old.updated_at,
+                                              principal=principal, replaced_by=new)
+                               for old, new in done])
+        return [old for old, _ in done]
+
+    def search(self, query: Any, *, ids: Mapping[str, Any], limit: int) -> dict[str, Any]:
+        """Memory.search_relations: relations whose ends the query names or means,
+        and their neighbours' relations, best first with a score."""
+        text = check_text(query, field="query")
+        limit = check_limit(limit, maximum=MAX_RELATIONS)
+        where = scope_where(self._scope(ids).without_actor())
+        graph = self._graph()
+        if graph.relations.is_empty():
+            return {"results": []}
+        names = self._ctx.runtime.run_soon(graph.entities.names, where)
+        vector = self._ctx.embedder.embed_query(text)
+        anchors = rr.named(names.result(), [text], rr.NAMED)
+        anchors = rr.merge(anchors, {entity.key: cosine for entity, cosine in
+                                     graph.entities.nearest(vector, where,
+                                                            limit=rr.ENTITY_CANDIDATES)
+                                     if cosine >= rr.ENTITY_QUERY_MIN})
+        live = sql.both(where, VALID)
+        ranked = rr.rank(self._touching(graph, vector, live, anchors), anchors)
+        hops = rr.neighbours(ranked.values(), anchors, limit=limit)
+        reached = rr.merge(anchors, hops)
+        for relation_id_, pair in rr.rank(self._touching(graph, vector, live, hops),
+                                          reached).items():
+            if relation_id_ not in ranked or pair[1] > ranked[relation_id_][1]:
+                ranked[relation_id_] = pair
+        own = [(r, c) for r, c in graph.relations.nearest(vector, live, limit=limit)
+               if c >= rr.RELATION_QUERY_MIN and r.id not in ranked]
+        ranked.update(rr.rank(own, {}))
+        return {"results": [relation.to_item(score=value)
+                            for relation, value in rr.best_first(ranked, limit)]}
+
+    @staticmethod
+    def _touching(graph: RelationTables, vector: Sequence[float], live: str,
+                  anchors: Mapping[str, float]) -> list[tuple[Relation, float]]:
+        """The relations touching these entities closest in meaning to the query."""
+        found: list[tuple[Relation, float]] = []
+        for chunk in key_chunks(anchors):
+            found += graph.relations.nearest(vector, sql.both(live, either_end(chunk)),
+                                             limit=rr.CANDIDATES)
+        return found
+
+    def beside(self, query: str, vector: Sequence[float], where: str,
+               memories: Sequence[str], limit: int) -> list[dict[str, Any]]:
+        """The relations a memory search returns beside its results: those touching
+        entities that the query or the returned memories name."""
+        graph = self._graph()
+        if graph.relations.is_empty():
+            return []
+        names = graph.entities.names(where)
+        anchors = rr.merge(rr.named(names, list(memories), rr.IN_RESULTS),
+                           rr.named(names, [query], rr.NAMED))
+        if not anchors:
+            return []
+        ranked = rr.rank(self._touching(graph, vector, sql.both(where, VALID), anchors), anchors)
+        return [relation.to_item(score=value) for relation, value in rr.best_first(ranked, limit)]
+
+    def list(self, *, ids: Mapping[str, Any], entity: Any, relationship: Any, limit: int,
+             show_invalid: bool) -> dict[str, Any]:
+        """Memory.list_relations: newest first, at most ``limit``."""
+        limit = check_limit(limit)
+        clauses = [scope_where(self._scope(ids).without_actor())]
+        if not show_invalid:
+            clauses.append(VALID)
+        if entity is not None:
+            clauses.append(either_end([check_entity(entity)]))
+        if relationship is not None:
+            clauses.append(sql.equals("relationship", check_relationship(relationship)))
+        found = self._graph().relations.select(" AND ".join(clauses))
+        found.sort(key=lambda relation: (relation.created_at, relation.id), reverse=True)
+        return {"results": [relation.to_item() for relation in found[:limit]]}
+
+    def delete(self, *, relation_ids: Any, relations: Any, ids: Mapping[str, Any],
+               principal: Principal | None) -> dict[str, Any]:
+        """Memory.delete_relations: by id or by triple, within the caller's scope."""
+        if (relation_ids is None) == (relations is None):
+            raise ValidationError("give exactly one of 'relation_ids' or 'relations'.")
+        where = scope_where(self._scope(ids).without_actor())
+        graph = self._graph()
+        if relation_ids is not None:
+            wanted = _check_ids(relation_ids)
+            found = graph.relations.by_ids(wanted, where)
+            missing = [i for i in wanted if i not in {r.id for r in found}]
+        else:
+            found, missing = _by_triples(graph.relations, check_triples(
+                relations, types=False), where)
+        return {"deleted": self._delete(graph, found, principal), "not_found": missing}
+
+    def delete_scope(self, scope: Scope, principal: Principal | None) -> int:
+        """delete_all's cascade: every relation in the scope (by ``scope.actor_id``
+        only, if set) and, without an actor, the scope's entities too."""
+        graph = self._graph()
+        where = scope_where(scope)
+        deleted = self._delete(graph, graph.relations.select(where), principal)
+        if scope.actor_id is None:
+            graph.entities.delete(where)
+        return deleted
+
+    @staticmethod
+    def _delete(graph: RelationTables, found: list[Relation],
+                principal: Principal | None) -> int:
+        if not found:
+            return 0
+        count = graph.relations.delete_ids(relation.id for relation in found)
+        if count:
+            now = datetime.now(UTC)
+            graph.log.record_soon([rh.history_row(r, DELETE, now=now, principal=principal)
+                                   for r in found])
+        return count
+
+    def history(self, relation_id_: Any, *, ids: Mapping[str, Any]) -> dict[str, Any]:
+        """Memory.relation_history: one relation's changes, oldest first."""
+        if not isinstance(relation_id_, str) or not relation_id_.strip():
+            raise ValidationError("'relation_id' must be a non-empty string.")
+        where = scope_where(self._scope(ids).without_actor())
+        graph = self._graph()
+        graph.log.flush()
+        rows = graph.history.of_relation(relation_id_.strip(), where)
+        if not rows:
+            raise NotFoundError(f"no relation with id {relation_id_!r} in this scope; "
+                                "list or search relations to find the right id.")
+        return {"results": [rh.entry(row) for row in rows]}
+
+
+def _check_ids(values: Any) -> list[str]:
+    if (not isinstance(values, Sequence) or isinstance(values, str | bytes) or not values
+            or not all(isinstance(v, str) and v.strip() for v in values)):
+        raise ValidationError("'relation_ids' must be a non-empty list of relation ids, "
+                              "as returned by add, search or list.")
+    if len(values) > MAX_RELATIONS:
+        raise ValidationError(f"'relation_ids' has {len(values)} items; at most "
+                              f"{MAX_RELATIONS} per call: split it.")
+    return list(dict.fromkeys(value.strip() for value in values))
+
+
+_TRIPLES_PER_QUERY = 50  # three conditions each: well under Lance's 500 per filter
+
+
+def _by_triples(table: RelationTable, triples: list[Triple],
+                where: str) -> tuple[list[Relation], list[str]]:
+    """The relations in scope matching these triples, and the triples matching none."""
+    found: dict[str, Relation] = {}
+    for start in range(0, len(triples), _TRIPLES_PER_QUERY):
+        clauses = [" AND ".join([sql.equals("source_key", s), sql.equals("relationship", r),
+                                 sql.equals("target_key", t)])
+                   for s, r, t in (triple.key for triple in
+                                   triples[start:start + _TRIPLES_PER_QUERY])]
+        for relation in table.select(sql.both(where, "(" + " OR ".join(
+                f"({clause})" for clause in clauses) + ")")):
+            found[relation.id] = relation
+    keys = {relation.key for relation in found.values()}
+    missing = [f"{t.source} -[{t.relationship}]-> {t.target}" for t in triples
+               if t.key not in keys]
+    return list(found.values()), missing
