@@ -13,7 +13,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from . import cli_tokens
+from . import cli_relations, cli_tokens
 from .core.config import AUTH_MODES, MODES, SCOPE_KEYS, TRANSPORTS, Settings, load_settings
 from .core.errors import LanceMemError, ValidationError
 from .memory.facade import Memory
@@ -96,6 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     store_only.add_argument("--db", help="store path or LanceDB URI (env LANCEMEM_DB)")
     store_only.add_argument("--json", action="store_true", help="print JSON instead of text")
     cli_tokens.add_parser(sub, store_only)
+    cli_relations.add_parser(sub, common)
     return parser
 
 
@@ -258,6 +259,8 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> tuple[Any, Callab
             counts = _import(args, memory)
             return counts, lambda: print(
                 f"added {counts['added']}, skipped {counts['skipped']} already stored")
+        if args.command == "relations":
+            return cli_relations.run(args, memory)
         if args.command == "optimize":
             sizes = _optimize(memory)
             return sizes, lambda: print(

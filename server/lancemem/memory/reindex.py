@@ -1,4 +1,5 @@
-"""Re-embed every memory with another model (``lancemem reindex``).
+"""Re-embed every memory with another model (``lancemem reindex``), and the
+entity names and relation sentences that relations search by.
 
 The store is marked with the target model first (phase ``prepare``), the
 vector column is replaced by an empty one of the new size, the phase becomes
@@ -10,38 +11,64 @@ unfinished ``prepare`` and otherwise picks up the rows still without a vector.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
+from typing import Protocol
 
 from ..search.embeddings import Embedder
 from ..storage.memory_table import MemoryTable
 from ..storage.meta import EMBED, PREPARE
+from ..storage.relation_table import EntityTable, RelationTable
 from ..storage.store import Store
 
 Progress = Callable[[int, int], None]
 
 
+class _Vectors(Protocol):
+    """A table whose rows reindex re-embeds (memories, entities, relations)."""
+
+    def replace_vector_column(self, dim: int) -> None: ...
+
+    def count_without_vector(self) -> int: ...
+
+    def without_vector(self, *, limit: int) -> list[tuple[str, str]]: ...
+
+    def set_vectors(self, vectors: Mapping[str, Sequence[float]]) -> None: ...
+
+
 def reindex(store: Store, embedder: Embedder, *, batch_size: int = 256,
             progress: Progress | None = None) -> int:
-    """Re-embed all memories with ``embedder``; returns how many were embedded."""
+    """Re-embed all memories (and the names and sentences of relations) with
+    ``embedder``; returns how many memories were embedded."""
     model, dim = embedder.model_name, embedder.dim
     store.open(model_name=model, dim=dim, check_model=False)
-    memories, meta = MemoryTable(store, dim), store.meta_table
+    meta = store.meta_table
+    tables: list[_Vectors] = [MemoryTable(store, dim), EntityTable(store, dim),
+                              RelationTable(store, dim)]
     if not meta.reindex_embedding(model):
         meta.mark_reindex(model, PREPARE)
-        memories.replace_vector_column(dim)
+        for table in tables:
+            table.replace_vector_column(dim)
         meta.mark_reindex(model, EMBED)
-    remaining = memories.count_without_vector()
-    done = 0
-    while True:
-        batch = memories.without_vector(limit=batch_size)
-        if not batch:
-            break
-        vectors = embedder.embed_documents([text for _, text in batch])
-        memories.set_vectors({memory_id: vector for (memory_id, _), vector
-                              in zip(batch, vectors, strict=True)})
-        done += len(batch)
-        if progress:
-            progress(done, remaining)
+    done = _embed(tables[0], embedder, batch_size, progress)
+    for table in tables[1:]:
+        _embed(table, embedder, batch_size, None)
     meta.finish_reindex(model_name=model, dim=dim)
     store.optimize()
     return done
+
+
+def _embed(table: _Vectors, embedder: Embedder, batch_size: int,
+           progress: Progress | None) -> int:
+    """Embed every row of ``table`` still without a vector, batch by batch."""
+    remaining = table.count_without_vector()
+    done = 0
+    while True:
+        batch = table.without_vector(limit=batch_size)
+        if not batch:
+            return done
+        vectors = embedder.embed_documents([text for _, text in batch])
+        table.set_vectors({row_id: vector for (row_id, _), vector
+                           in zip(batch, vectors, strict=True)})
+        done += len(batch)
+        if progress:
+            progress(done, remaining)

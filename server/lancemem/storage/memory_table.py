@@ -16,16 +16,14 @@ from ..core.errors import ConflictError, StorageError
 from ..core.records import MemoryRecord, in_scope, row_key
 from ..core.scoping import SCOPE_KEYS, Scope, scope_where
 from . import sql
-from .retries import with_retries
 from .schema import (
     MEMORIES,
     SEARCH_TEXT,
     item_columns,
     memories_schema,
-    vector_field,
-    vectors_schema,
 )
 from .snapshot import Snapshot
+from .vectors import replace_vector_column, set_vectors
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -179,17 +177,11 @@ class MemoryTable:
 
     def set_vectors(self, vectors: Mapping[str, Sequence[float]]) -> None:
         """Store new vectors (memory id -> vector), in one commit."""
-        if self._dim is None:
-            raise TypeError("writing vectors needs the table's dimension")
-        rows = [{"id": memory_id, "vector": vector} for memory_id, vector in vectors.items()]
-        self._conn.upsert(MEMORIES, rows, vectors_schema(self._dim))
+        set_vectors(self._conn, MEMORIES, self._dim, vectors)
 
     def replace_vector_column(self, dim: int) -> None:
         """Drop the vector column (if any) and add an empty one of ``dim`` (for reindex)."""
-        table = self._conn.table(MEMORIES)
-        if "vector" in table.schema.names:
-            with_retries(lambda: table.drop_columns(["vector"]), what="dropping old vectors")
-        with_retries(lambda: table.add_columns(vector_field(dim)), what="adding vector column")
+        replace_vector_column(self._conn, MEMORIES, dim)
 
 
 def _duplicate_query(scope: Mapping[str, str | None], hashes: Iterable[str]) -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 from collections import OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +24,7 @@ from .relation_schema import (
     relations_schema,
 )
 from .retries import with_retries
+from .vectors import replace_vector_column, set_vectors
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -138,6 +139,14 @@ class EntityTable:
         rows = self._conn.select(ENTITIES, "vector IS NULL", columns=["id", "name"], limit=limit)
         return [(row["id"], row["name"]) for row in rows]
 
+    def replace_vector_column(self, dim: int) -> None:
+        """An empty vector column of ``dim`` in place of the old one (reindex)."""
+        replace_vector_column(self._conn, ENTITIES, dim)
+
+    def set_vectors(self, vectors: Mapping[str, Sequence[float]]) -> None:
+        """Store new vectors (entity id -> vector), in one commit."""
+        set_vectors(self._conn, ENTITIES, self._dim, vectors)
+
 
 class RelationTable:
     """The relations table of one store, for a model of ``dim`` dimensions."""
@@ -215,6 +224,15 @@ class RelationTable:
         """How many relations wait for a vector (during a reindex)."""
         return self._conn.count(RELATIONS, "vector IS NULL")
 
-    def without_vector(self, *, limit: int) -> list[Relation]:
-        """Up to ``limit`` relations without a vector."""
-        return self.select("vector IS NULL", limit=limit)
+    def without_vector(self, *, limit: int) -> list[tuple[str, str]]:
+        """Up to ``limit`` relations without a vector, as (id, sentence)."""
+        return [(relation.id, relation.text)
+                for relation in self.select("vector IS NULL", limit=limit)]
+
+    def replace_vector_column(self, dim: int) -> None:
+        """An empty vector column of ``dim`` in place of the old one (reindex)."""
+        replace_vector_column(self._conn, RELATIONS, dim)
+
+    def set_vectors(self, vectors: Mapping[str, Sequence[float]]) -> None:
+        """Store new vectors (relation id -> vector), in one commit."""
+        set_vectors(self._conn, RELATIONS, self._dim, vectors)

@@ -1,0 +1,30 @@
+"""A table's vector column, replaced and refilled: what ``lancemem reindex`` does
+to memories, entities and relations alike."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
+
+from .retries import with_retries
+from .schema import vector_field, vectors_schema
+
+if TYPE_CHECKING:
+    from .connection import Connection
+
+
+def replace_vector_column(conn: Connection, name: str, dim: int) -> None:
+    """Drop table ``name``'s vector column (if any) and add an empty one of ``dim``."""
+    table = conn.table(name)
+    if "vector" in table.schema.names:
+        with_retries(lambda: table.drop_columns(["vector"]), what=f"dropping {name} vectors")
+    with_retries(lambda: table.add_columns(vector_field(dim)), what=f"adding {name} vectors")
+
+
+def set_vectors(conn: Connection, name: str, dim: int | None,
+                vectors: Mapping[str, Sequence[float]]) -> None:
+    """Store new vectors (row id -> vector) in table ``name``, in one commit."""
+    if dim is None:
+        raise TypeError("writing vectors needs the table's dimension")
+    rows = [{"id": key, "vector": list(vector)} for key, vector in vectors.items()]
+    conn.upsert(name, rows, vectors_schema(dim))
