@@ -1,0 +1,248 @@
+"""Relations through Memory: real LanceDB in a temporary directory, the real model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lancemem.core.errors import NotFoundError, ScopeRequiredError, ValidationError
+from lancemem.core.principal import Principal
+from lancemem.memory.facade import Memory
+from lancemem.storage import relation_consistency
+from lancemem.storage.relation_schema import ENTITIES, RELATION_HISTORY, RELATIONS
+from lancemem.storage.store import Store
+from tests.attack import ATTACK_IDS
+
+ALICE = {"user_id": "alice"}
+
+
+def triple(source: str, relationship: str, target: str, **types: str) -> dict[str, str]:
+    return {"source": source, "relationship": relationship, "target": target, **types}
+
+
+def events(result: dict[str, Any]) -> list[tuple[str, str, str, str]]:
+    return [(r["event"], r["source"], r["relationship"], r["target"])
+            for r in result["results"]]
+
+
+def rows(memory: Memory, table: str) -> list[dict[str, Any]]:
+    return memory.store.select(table, None)
+
+
+def test_add_normalises_resolves_and_stores_a_triple_once(memory: Memory) -> None:
+    first = memory.add_relations([triple("Alice", "works at", "Acme", source_type="Person"),
+                                  triple("acme ", "Headquartered In", "Berlin")], **ALICE)
+    assert events(first) == [("ADD", "Alice", "works_at", "Acme"),
+                             ("ADD", "Acme", "headquartered_in", "Berlin")]
+    item = first["results"][0]
+    assert item["source_type"] == "person" and item["user_id"] == "alice"
+    assert item["valid"] is True and "invalidated_at" not in item
+    again = memory.add_relations([triple(" ALICE", "WorksAt", "acme"),
+                                  triple("Alice", "works at", "Acme")], **ALICE)
+    assert [(r["event"], r["id"]) for r in again["results"]] == [
+        ("NONE", item["id"]), ("NONE", item["id"])]
+    assert len(rows(memory, RELATIONS)) == 2
+    assert sorted(r["name"] for r in rows(memory, ENTITIES)) == ["Acme", "Alice", "Berlin"]
+    twice = memory.add_relations([triple("Bob", "likes", "tea"), triple("bob", "likes", "Tea")],
+                                 **ALICE)
+    assert [r["event"] for r in twice["results"]] == ["ADD", "NONE"]
+
+
+def test_names_meaning_the_same_are_one_entity_and_others_are_not(memory: Memory) -> None:
+    memory.add_relations([triple("Alice", "works at", "Acme Corp")], **ALICE)
+    same = memory.add_relations([triple("Bob", "works at", "Acme Corporation"),
+                                 triple("Carol", "lives in", "New York City"),
+                                 triple("Dave", "lives in", "New York")], **ALICE)
+    assert [r["target"] for r in same["results"]] == ["Acme Corp", "New York City",
+                                                      "New York City"]
+    other = memory.add_relations([triple("Alice", "knows", "Bob"),
+                                  triple("Alice", "likes", "Alice Smith")], **ALICE)
+    assert [(r["source"], r["target"]) for r in other["results"]] == [
+        ("Alice", "Bob"), ("Alice", "Alice Smith")]
+
+
+def test_every_relation_read_is_scoped_like_memories(memory: Memory) -> None:
+    memory.add_relations([triple("Alice", "works at", "Acme")], user_id="alice",
+                         agent_id="helper")
+    memory.add_relations([triple("Alice", "works at", "Acme")], user_id="alice")
+    memory.add_relations([triple("Alice", "works at", "Initech")], user_id="bob")
+    assert len(memory.list_relations(user_id="alice")["results"]) == 2
+    assert len(memory.list_relations(user_id="alice", agent_id="helper")["results"]) == 1
+    assert [r["target"] for r in memory.list_relations(user_id="bob")["results"]] == [
+        "Initech"]
+    found = memory.search_relations("Where does Alice work?", user_id="bob")
+    assert [r["target"] for r in found["results"]] == ["Initech"]
+    for hostile in [value for value in ATTACK_IDS if value != "alice"]:
+        assert memory.list_relations(user_id=hostile)["results"] == []
+        assert memory.search_relations("Alice", user_id=hostile)["results"] == []
+    with pytest.raises(ScopeRequiredError):
+        memory.list_relations()
+    with pytest.raises(ScopeRequiredError):
+        memory.add_relations([triple("a", "b", "c")])
+
+
+def test_search_reaches_one_hop_best_first(memory: Memory) -> None:
+    added = memory.add_relations([
+        triple("Alice", "works at", "Acme"), triple("Acme", "headquartered in", "Berlin"),
+        triple("Alice", "likes", "pizza"), triple("Berlin", "capital of", "Germany"),
+        triple("Bob", "lives in", "Paris")], **ALICE)
+    ids = {r["relationship"]: r["id"] for r in added["results"]}
+    found = memory.search_relations("Where is Alice's employer based?", **ALICE)["results"]
+    got = [r["id"] for r in found]
+    assert got[0] == ids["works_at"] and ids["headquartered_in"] in got
+    assert ids["lives_in"] not in got  # Bob and Paris are neither named nor one hop away
+    assert ids["capital_of"] not in got  # two hops from Alice
+    scores = [r["score"] for r in found]
+    assert scores == sorted(scores, reverse=True) and all(0 <= s <= 1 for s in scores)
+    # No name in the query: the entity is found by the meaning of its name.
+    by_meaning = memory.search_relations("pepperoni", **ALICE)["results"]
+    assert by_meaning and by_meaning[0]["id"] == ids["likes"]
+    assert len(memory.search_relations("Alice", limit=1, **ALICE)["results"]) == 1
+    with pytest.raises(ValidationError):
+        memory.search_relations("Alice", limit=101, **ALICE)
+
+
+def test_memory_search_returns_relations_beside_results(memory: Memory) -> None:
+    memory.add("I had lunch with Bob today", **ALICE)
+    memory.add("The weather is nice", **ALICE)
+    assert memory.search("lunch", **ALICE)["relations"] == []  # no relations at all yet
+    memory.add_relations([triple("Bob", "works at", "Initech"),
+                          triple("Alice", "likes", "tea"),
+                          triple("Carol", "lives in", "Rome")], **ALICE)
+    found = memory.search("who did I have lunch with?", limit=1, **ALICE)
+    assert "Bob" in found["results"][0]["memory"]
+    assert [(r["source"], r["target"]) for r in found["relations"]] == [("Bob", "Initech")]
+    named = memory.search("does Alice like tea?", **ALICE)["relations"]
+    assert ("Alice", "tea") in [(r["source"], r["target"]) for r in named]
+    assert all(0 <= r["score"] <= 1 for r in named)
+    assert ("Carol", "Rome") not in [(r["source"], r["target"]) for r in named]
+    assert memory.search("Bob", user_id="bob")["relations"] == []
+
+
+def test_list_filters_by_entity_and_relationship_newest_first(memory: Memory) -> None:
+    for target in ("Acme", "Initech", "Globex"):
+        memory.add_relations([triple("Alice", "worked at", target)], **ALICE)
+    memory.add_relations([triple("Bob", "likes", "Acme")], **ALICE)
+    listed = memory.list_relations(entity="ACME ", **ALICE)["results"]
+    assert [(r["source"], r["target"]) for r in listed] == [("Bob", "Acme"), ("Alice", "Acme")]
+    assert [r["target"] for r in memory.list_relations(relationship="Worked At", **ALICE)[
+        "results"]] == ["Globex", "Initech", "Acme"]
+    assert len(memory.list_relations(limit=2, **ALICE)["results"]) == 2
+    assert memory.list_relations(entity="nobody", **ALICE)["results"] == []
+
+
+def test_replace_invalidates_and_re_adding_makes_valid_again(memory: Memory) -> None:
+    acme = memory.add_relations([triple("Alice", "works at", "Acme"),
+                                 triple("Alice", "likes", "tea")], **ALICE)["results"][0]
+    moved = memory.add_relations([triple("Alice", "works at", "Globex")], replace=True,
+                                 actor_id="alice", **ALICE)
+    assert events(moved) == [("ADD", "Alice", "works_at", "Globex"),
+                             ("INVALIDATE", "Alice", "works_at", "Acme")]
+    old = moved["results"][1]
+    assert old["id"] == acme["id"] and old["valid"] is False and old["invalidated_at"]
+    current = memory.list_relations(**ALICE)["results"]
+    assert {r["target"] for r in current} == {"Globex", "tea"}
+    every = memory.list_relations(show_invalid=True, **ALICE)["results"]
+    assert {(r["target"], r["valid"]) for r in every} == {
+        ("Globex", True), ("tea", True), ("Acme", False)}
+    assert acme["id"] not in [r["id"] for r in memory.search_relations(
+        "Where does Alice work?", **ALICE)["results"]]
+    back = memory.add_relations([triple("Alice", "works at", "Acme")], **ALICE)
+    assert events(back) == [("ADD", "Alice", "works_at", "Acme")]
+    assert back["results"][0]["valid"] is True
+    history = memory.relation_history(acme["id"], **ALICE)["results"]
+    assert [(h["event"], h["old_relation"], h["new_relation"]) for h in history] == [
+        ("ADD", None, "Alice -[works_at]-> Acme"),
+        ("INVALIDATE", "Alice -[works_at]-> Acme", "Alice -[works_at]-> Globex"),
+        ("ADD", None, "Alice -[works_at]-> Acme")]
+    # Relations added in one call never invalidate each other.
+    both = memory.add_relations([triple("Bob", "lives in", "Rome"),
+                                 triple("Bob", "lives in", "Oslo")], replace=True, **ALICE)
+    assert [r["event"] for r in both["results"]] == ["ADD", "ADD"]
+
+
+def test_delete_by_id_or_triple_within_the_scope(memory: Memory) -> None:
+    added = memory.add_relations([triple("Alice", "works at", "Acme"),
+                                  triple("Alice", "likes", "tea")], **ALICE)["results"]
+    other = memory.add_relations([triple("Alice", "works at", "Acme")], user_id="bob")
+    bob_id = other["results"][0]["id"]
+    assert memory.delete_relations(relation_ids=[bob_id, "x' OR '1'='1", "*"], **ALICE) == {
+        "deleted": 0, "not_found": [bob_id, "x' OR '1'='1", "*"]}
+    assert memory.delete_relations(relations=[triple("alice", "Likes", "TEA"),
+                                              triple("a", "b", "c")], **ALICE) == {
+        "deleted": 1, "not_found": ["a -[b]-> c"]}
+    assert memory.delete_relations(relation_ids=[added[0]["id"]], **ALICE) == {
+        "deleted": 1, "not_found": []}
+    assert memory.list_relations(**ALICE)["results"] == []
+    assert [r["id"] for r in memory.list_relations(user_id="bob")["results"]] == [bob_id]
+    for bad in ({}, {"relation_ids": [], "relations": None},
+                {"relation_ids": ["a"], "relations": [triple("a", "b", "c")]},
+                {"relation_ids": [""]}, {"relation_ids": "abc"}):
+        with pytest.raises(ValidationError):
+            memory.delete_relations(**bad, **ALICE)
+    with pytest.raises(ValidationError):
+        memory.delete_relations(relations=[triple("a", "b", "c", source_type="x")], **ALICE)
+    history = memory.relation_history(added[0]["id"], **ALICE)["results"]
+    assert [(h["event"], h["old_relation"], h["new_relation"]) for h in history] == [
+        ("ADD", None, "Alice -[works_at]-> Acme"), ("DELETE", "Alice -[works_at]-> Acme", None)]
+    with pytest.raises(NotFoundError):
+        memory.relation_history(added[0]["id"], user_id="bob")
+
+
+def test_delete_all_cascades_to_the_scope_relations(memory: Memory) -> None:
+    memory.add("Alice works at Acme", **ALICE)
+    memory.add_relations([triple("Alice", "works at", "Acme")], actor_id="sam", **ALICE)
+    memory.add_relations([triple("Alice", "likes", "tea")], run_id="r1", **ALICE)
+    memory.add_relations([triple("Alice", "likes", "tea")], user_id="bob")
+    assert memory.delete_all(filters={"topic": "x"}, **ALICE) == {
+        "deleted": 0, "relations_deleted": 0}
+    assert memory.delete_all(actor_id="sam", **ALICE) == {"deleted": 0, "relations_deleted": 1}
+    assert memory.delete_all(**ALICE) == {"deleted": 1, "relations_deleted": 1}
+    assert memory.list_relations(show_invalid=True, **ALICE)["results"] == []
+    assert {r["user_id"] for r in rows(memory, ENTITIES)} == {"bob"}
+    assert len(memory.list_relations(user_id="bob")["results"]) == 1
+
+
+def test_history_records_scope_actor_and_principal(memory: Memory) -> None:
+    caller = Principal(kind="token", id="tk_1", user_id="alice", label="bot")
+    added = memory.add_relations([triple("Alice", "works at", "Acme")], actor_id="sam",
+                                 principal=caller, run_id="r1", **ALICE)["results"][0]
+    [row] = memory.relation_history(added["id"], **ALICE)["results"]
+    assert (row["user_id"], row["run_id"], row["actor_id"], row["principal"],
+            row["principal_label"]) == ("alice", "r1", "sam", "token:tk_1", "bot")
+    assert (row["source"], row["relationship"], row["target"]) == ("Alice", "works_at", "Acme")
+
+
+def test_a_crash_before_history_is_repaired_on_open(db_path: Path, real_embedder: Any) -> None:
+    with Memory(store=Store(str(db_path)), embedder=real_embedder) as memory:
+        kept = memory.add_relations([triple("Alice", "works at", "Acme"),
+                                     triple("Alice", "likes", "tea")], **ALICE)["results"]
+        memory.add_relations([triple("Alice", "works at", "Globex")], replace=True, **ALICE)
+        memory.delete_relations(relation_ids=[kept[1]["id"]], **ALICE)
+    store = Store(str(db_path))
+    store.delete(RELATION_HISTORY, "event <> 'ADD' OR relation_id = "
+                 f"'{kept[0]['id']}'")  # as if each process died after committing
+    # The repair writes each relation's last event (as for memories): Acme's
+    # INVALIDATE, tea's DELETE; Acme's lost ADD stays lost.
+    assert len(relation_consistency.missing_history(store)) == 2
+    with Memory(store=Store(str(db_path)), embedder=real_embedder) as memory:
+        memory.ensure_open()
+        assert relation_consistency.missing_history(memory.store) == []
+        history = memory.relation_history(kept[0]["id"], **ALICE)["results"]
+        assert [h["event"] for h in history] == ["INVALIDATE"]
+        assert [h["event"] for h in memory.relation_history(kept[1]["id"], **ALICE)[
+            "results"]] == ["ADD", "DELETE"]
+
+
+def test_attack_strings_are_plain_names(memory: Memory) -> None:
+    names = ["*", "%", "_", "o'brien", "x' OR '1'='1", "\\", "50%_off"]
+    added = memory.add_relations([triple(name, "is", "thing") for name in names], **ALICE)
+    assert [r["source"] for r in added["results"]] == names
+    for name in names:
+        listed = memory.list_relations(entity=name, **ALICE)["results"]
+        assert [r["source"] for r in listed] == [name], name
+    assert memory.list_relations(relationship="is", **ALICE)["results"] != []
+    with pytest.raises(ValidationError):
+        memory.list_relations(relationship="*", **ALICE)  # no letters: not a relationship
