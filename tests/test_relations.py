@@ -53,14 +53,18 @@ def test_add_normalises_resolves_and_stores_a_triple_once(memory: Memory) -> Non
 def test_names_meaning_the_same_are_one_entity_and_others_are_not(memory: Memory) -> None:
     memory.add_relations([triple("Alice", "works at", "Acme Corp")], **ALICE)
     same = memory.add_relations([triple("Bob", "works at", "Acme Corporation"),
-                                 triple("Carol", "lives in", "New York City"),
-                                 triple("Dave", "lives in", "New York")], **ALICE)
-    assert [r["target"] for r in same["results"]] == ["Acme Corp", "New York City",
-                                                      "New York City"]
-    other = memory.add_relations([triple("Alice", "knows", "Bob"),
+                                 triple("Carol", "works at", "Globex Corp"),
+                                 triple("Dave", "works at", "Globex Corporation")], **ALICE)
+    assert [r["target"] for r in same["results"]] == ["Acme Corp", "Globex Corp",
+                                                      "Globex Corp"]
+    # Close in meaning is not the same: other people, other numbers (0.92-0.96).
+    other = memory.add_relations([triple("Sven Lindqvist", "knows", "Bjorn Lindqvist"),
+                                  triple("Alice", "visited", "Museum 33"),
+                                  triple("Alice", "visited", "Museum 34"),
                                   triple("Alice", "likes", "Alice Smith")], **ALICE)
     assert [(r["source"], r["target"]) for r in other["results"]] == [
-        ("Alice", "Bob"), ("Alice", "Alice Smith")]
+        ("Sven Lindqvist", "Bjorn Lindqvist"), ("Alice", "Museum 33"), ("Alice", "Museum 34"),
+        ("Alice", "Alice Smith")]
 
 
 def test_every_relation_read_is_scoped_like_memories(memory: Memory) -> None:

@@ -19,10 +19,13 @@ import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import ValidationError
 from .scoping import SCOPE_KEYS
+
+if TYPE_CHECKING:
+    import numpy as np
 
 MAX_NAME = 256  # characters in an entity name
 MAX_RELATIONSHIP = 64  # characters in a normalised relationship or type
@@ -204,6 +207,17 @@ class Entity:
         return cls(id=row["id"], name=row["name"], entity_type=row.get("entity_type"),
                    scope={name: row.get(name) for name in SCOPE_KEYS},
                    created_at=row["created_at"], vector=row.get("vector"))
+
+
+@dataclass(frozen=True)
+class EntityIndex:
+    """The entities of one scope as a search holds them: each entity, its match
+    key, and (when the scope is small enough to hold) all their name vectors as
+    one matrix, row by row."""
+
+    entities: list[Entity]
+    match_keys: list[str]
+    matrix: np.ndarray | None
 
 
 @dataclass(frozen=True, slots=True)

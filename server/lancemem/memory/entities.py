@@ -2,10 +2,12 @@
 
 A name is the entity with the same key in the exact scope (case, width and
 whitespace ignored), else the one whose name is closest in meaning if that
-is at least ENTITY_MATCH (``"Acme Corporation"`` is ``"Acme Corp"``), else a
-new entity. Names new in the same call are compared with each other too.
-New entities are inserted by id, so when two writers add one entity at once
-the first spelling stored is the one both get back.
+is at least ENTITY_MATCH and both names carry the same numbers
+(``"Acme Corporation"`` is ``"Acme Corp"``; ``"Sven Lindqvist"`` is not
+``"Bjorn Lindqvist"``), else a new entity. Names new in the same call are
+compared with each other too. New entities are inserted by id, so when two
+writers add one entity at once the first spelling stored is the one both get
+back.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from datetime import datetime
 
 from ..core.relations import Entity, Triple, entity_id, name_key
 from ..core.scoping import Scope, exact_scope_where
-from ..search.relation_ranking import ENTITY_MATCH
+from ..search.relation_ranking import ENTITY_MATCH, closest, same_numbers
 from ..search.retrieval import cosine_scores
 from ..storage.relation_table import EntityTable
 
@@ -31,13 +33,18 @@ def _wanted(triples: Sequence[Triple]) -> dict[str, tuple[str, str | None]]:
     return wanted
 
 
-def _closest_new(vector: Sequence[float], new: list[Entity]) -> Entity | None:
+def _same(name: str, candidate: Entity, cosine: float) -> bool:
+    """Whether a name is ``candidate`` by meaning (ENTITY_MATCH, same numbers)."""
+    return cosine >= ENTITY_MATCH and same_numbers(name, candidate.name)
+
+
+def _closest_new(name: str, vector: Sequence[float], new: list[Entity]) -> Entity | None:
     """Of the entities new in this call, one whose name means the same, if any."""
     if not new:
         return None
     scores = cosine_scores([entity.vector or [] for entity in new], vector)
     best = max(range(len(new)), key=scores.__getitem__)
-    return new[best] if scores[best] >= ENTITY_MATCH else None
+    return new[best] if _same(name, new[best], scores[best]) else None
 
 
 def resolve_entities(table: EntityTable, triples: Sequence[Triple],
@@ -48,16 +55,17 @@ def resolve_entities(table: EntityTable, triples: Sequence[Triple],
     exact = exact_scope_where(scope)
     wanted = _wanted(triples)
     resolved = table.by_keys(wanted, exact)
+    stored = table.index(exact) if len(resolved) < len(wanted) else None
     new: list[Entity] = []
     for key, (spelling, kind) in wanted.items():
         if key in resolved:
             continue
         vector = vectors[spelling]
-        near = table.nearest(vector, exact, limit=1)
-        if near and near[0][1] >= ENTITY_MATCH:
-            resolved[key] = near[0][0]
+        near = closest(stored, vector) if stored is not None else None
+        if near is not None and _same(spelling, *near):
+            resolved[key] = near[0]
             continue
-        same = _closest_new(vector, new)
+        same = _closest_new(spelling, vector, new)
         if same is None:
             same = Entity(id=entity_id(scope.ids(), key), name=spelling, scope=scope.ids(),
                           entity_type=kind, created_at=now, vector=vector)

@@ -34,9 +34,10 @@ from ..core.relations import (
 )
 from ..core.scoping import Scope, exact_scope_where, scope_where
 from ..search import relation_ranking as rr
+from ..search.retrieval import cosine_scores
 from ..storage import relation_history as rh
 from ..storage import sql
-from ..storage.relation_table import VALID, RelationTable, either_end, key_chunks
+from ..storage.relation_table import VALID, RelationTable, either_end
 from ..storage.retries import backoff
 from .context import Context, RelationTables
 from .entities import resolve_entities
@@ -172,36 +173,20 @@ class Relations:
         graph = self._graph()
         if graph.relations.is_empty():
             return {"results": []}
-        names = self._ctx.runtime.run_soon(graph.entities.names, where)
+        index = self._ctx.runtime.run_soon(graph.entities.index, where)
         vector = self._ctx.embedder.embed_query(text)
-        anchors = rr.named(names.result(), [text], rr.NAMED)
-        anchors = rr.merge(anchors, {entity.key: cosine for entity, cosine in
-                                     graph.entities.nearest(vector, where,
-                                                            limit=rr.ENTITY_CANDIDATES)
-                                     if cosine >= rr.ENTITY_QUERY_MIN})
+        entities = index.result()
+        anchors = rr.merge(rr.named(entities, [text], rr.NAMED), rr.meant(entities, vector))
         live = sql.both(where, VALID)
-        ranked = rr.rank(self._touching(graph, vector, live, anchors), anchors)
+        ranked = rr.rank(_touching(graph, vector, live, anchors), anchors)
         hops = rr.neighbours(ranked.values(), anchors, limit=limit)
         reached = rr.merge(anchors, hops)
-        for relation_id_, pair in rr.rank(self._touching(graph, vector, live, hops),
+        for relation_id_, pair in rr.rank(_touching(graph, vector, live, hops),
                                           reached).items():
             if relation_id_ not in ranked or pair[1] > ranked[relation_id_][1]:
                 ranked[relation_id_] = pair
-        own = [(r, c) for r, c in graph.relations.nearest(vector, live, limit=limit)
-               if c >= rr.RELATION_QUERY_MIN and r.id not in ranked]
-        ranked.update(rr.rank(own, {}))
         return {"results": [relation.to_item(score=value)
                             for relation, value in rr.best_first(ranked, limit)]}
-
-    @staticmethod
-    def _touching(graph: RelationTables, vector: Sequence[float], live: str,
-                  anchors: Mapping[str, float]) -> list[tuple[Relation, float]]:
-        """The relations touching these entities closest in meaning to the query."""
-        found: list[tuple[Relation, float]] = []
-        for chunk in key_chunks(anchors):
-            found += graph.relations.nearest(vector, sql.both(live, either_end(chunk)),
-                                             limit=rr.CANDIDATES)
-        return found
 
     def beside(self, query: str, vector: Sequence[float], where: str,
                memories: Sequence[str], limit: int) -> list[dict[str, Any]]:
@@ -210,12 +195,12 @@ class Relations:
         graph = self._graph()
         if graph.relations.is_empty():
             return []
-        names = graph.entities.names(where)
-        anchors = rr.merge(rr.named(names, list(memories), rr.IN_RESULTS),
-                           rr.named(names, [query], rr.NAMED))
+        index = graph.entities.index(where)
+        anchors = rr.merge(rr.named(index, list(memories), rr.IN_RESULTS),
+                           rr.named(index, [query], rr.NAMED))
         if not anchors:
             return []
-        ranked = rr.rank(self._touching(graph, vector, sql.both(where, VALID), anchors), anchors)
+        ranked = rr.rank(_touching(graph, vector, sql.both(where, VALID), anchors), anchors)
         return [relation.to_item(score=value) for relation, value in rr.best_first(ranked, limit)]
 
     def list(self, *, ids: Mapping[str, Any], entity: Any, relationship: Any, limit: int,
@@ -283,6 +268,18 @@ class Relations:
             raise NotFoundError(f"no relation with id {relation_id_!r} in this scope; "
                                 "list or search relations to find the right id.")
         return {"results": [rh.entry(row) for row in rows]}
+
+
+def _touching(graph: RelationTables, vector: Sequence[float], live: str,
+              anchors: Mapping[str, float]) -> list[tuple[Relation, float]]:
+    """The relations touching these entities, each with its cosine to the query."""
+    if not anchors:
+        return []
+    found = graph.relations.touching(live, anchors)
+    if not found:
+        return []
+    cosines = cosine_scores([row_vector for _, row_vector in found], vector)
+    return [(relation, cosine) for (relation, _), cosine in zip(found, cosines, strict=True)]
 
 
 def _check_ids(values: Any) -> list[str]:

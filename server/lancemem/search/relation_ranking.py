@@ -18,9 +18,11 @@ documented there, and the tests pin the orderings they imply.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping, Sequence
 
-from ..core.relations import Relation, mentions, name_key
+from ..core.relations import Entity, EntityIndex, Relation, mentions, name_key
+from .retrieval import cosine_array
 
 ANCHOR_WEIGHT = 0.5
 NAMED = 1.0
@@ -28,18 +30,55 @@ IN_RESULTS = 0.8
 HOP = 0.8
 ENTITY_QUERY_MIN = 0.5
 RELATION_QUERY_MIN = 0.5
-ENTITY_MATCH = 0.9  # an added name this close to a stored entity's name is that entity
+# An added name this close in meaning to a stored entity's name is that entity
+# (and only if both carry the same numbers). Names are a weak signal for the
+# model: among 1,200 made-up people, 90 place names and 50 numbered museums,
+# 212 pairs of different entities scored 0.90 or more ("Sven Lindqvist" and
+# "Bjorn Lindqvist" 0.918, "Museum 33" and "Museum 34" 0.962), none 0.97;
+# "Acme Corp" and "Acme Corporation" score 0.984, "New York" and "NYC" 0.937.
+ENTITY_MATCH = 0.97
 ENTITY_CANDIDATES = 10  # entities matched by meaning, at most
 CANDIDATES = 50  # relations read per anchor set before ranking
 
 
-def named(entities: Iterable[tuple[str, str]], texts: Sequence[str],
-          weight: float) -> dict[str, float]:
-    """Keys of the entities (key, match key) whose words appear in ``texts``."""
-    if not texts:
+_NUMBER = re.compile(r"\d+")
+
+
+def same_numbers(first: str, second: str) -> bool:
+    """Whether two names carry the same numbers ("Room 101" is not "Room 102")."""
+    return _NUMBER.findall(first) == _NUMBER.findall(second)
+
+
+def named(index: EntityIndex, texts: Sequence[str], weight: float) -> dict[str, float]:
+    """Keys of the scope's entities whose words appear in ``texts``, each with ``weight``."""
+    if not texts or not index.entities:
         return {}
     words = mentions(texts)
-    return {key: weight for key, match in entities if match and match in words}
+    return {entity.key: weight for entity, match in zip(index.entities, index.match_keys,
+                                                        strict=True)
+            if match and match in words}
+
+
+def meant(index: EntityIndex, vector: Sequence[float]) -> dict[str, float]:
+    """Keys of the ENTITY_CANDIDATES entities whose names are closest in meaning
+    to the query, if at least ENTITY_QUERY_MIN, each with its cosine."""
+    if index.matrix is None or not index.entities:
+        return {}
+    import numpy as np
+
+    scores = cosine_array(index.matrix, vector)
+    best = np.argsort(-scores, kind="stable")[:ENTITY_CANDIDATES]
+    return merge(*({index.entities[i].key: float(scores[i])} for i in best
+                   if scores[i] >= ENTITY_QUERY_MIN))
+
+
+def closest(index: EntityIndex, vector: Sequence[float]) -> tuple[Entity, float] | None:
+    """The entity whose name is closest in meaning to ``vector``, with its cosine."""
+    if index.matrix is None or not index.entities:
+        return None
+    scores = cosine_array(index.matrix, vector)
+    best = int(scores.argmax())
+    return index.entities[best], float(scores[best])
 
 
 def merge(*anchors: Mapping[str, float]) -> dict[str, float]:

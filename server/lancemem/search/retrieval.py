@@ -47,7 +47,7 @@ def fuse(keyword_ids: Sequence[K], vector_ids: Sequence[K], *, k: int = RRF_K,
 def cosine_scores(vectors: np.ndarray | Sequence[Sequence[float]],
                   query: Sequence[float]) -> list[float]:
     """Cosine similarity of each row of ``vectors`` to ``query`` (0.0 for a zero row)."""
-    return [float(score) for score in _cosine(vectors, query)]
+    return [float(score) for score in cosine_array(vectors, query)]
 
 
 def top_cosine(vectors: np.ndarray, query: Sequence[float],
@@ -56,12 +56,13 @@ def top_cosine(vectors: np.ndarray, query: Sequence[float],
     first (ties in row order), and every row's cosine similarity (by position)."""
     import numpy as np
 
-    scores = _cosine(vectors, query)
+    scores = cosine_array(vectors, query)
     return np.argsort(-scores, kind="stable")[:k].tolist(), scores.tolist()
 
 
-def _cosine(vectors: np.ndarray | Sequence[Sequence[float]],
-            query: Sequence[float]) -> np.ndarray:
+def cosine_array(vectors: np.ndarray | Sequence[Sequence[float]],
+                 query: Sequence[float]) -> np.ndarray:
+    """Cosine similarity of each row of ``vectors`` to ``query``, as a numpy array."""
     import numpy as np  # here: config imports this module, and start-up stays lean
 
     vectors = np.asarray(vectors, dtype=np.float32)

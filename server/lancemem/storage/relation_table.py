@@ -9,12 +9,13 @@ first spelling of an entity stays.
 from __future__ import annotations
 
 import functools
+import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from ..core.relations import Entity, Relation
+from ..core.relations import Entity, EntityIndex, Relation
 from . import sql
 from .relation_schema import (
     ENTITIES,
@@ -23,17 +24,22 @@ from .relation_schema import (
     relation_columns,
     relations_schema,
 )
-from .retries import with_retries
+from .snapshot import vector_matrix
 from .vectors import replace_vector_column, set_vectors
 
 if TYPE_CHECKING:
+    import numpy as np
     import pyarrow as pa
 
     from .connection import Connection
 
 _ID_CHUNK = 500  # values per IN list
-_NAME_CACHE = 16  # scopes whose entity names are kept, per process
+# Entities (with their vectors) kept in memory per process, all scopes together:
+# 20,000 names at 384 dimensions are 31 MB. A scope with more is matched by
+# name only, its entities read anew for each search.
+INDEX_ROWS = 20_000
 VALID = "valid = true"
+_ENTITY_COLUMNS = ["id", "name", "entity_type", "user_id", "agent_id", "run_id", "created_at"]
 
 
 def either_end(keys: Sequence[str]) -> str:
@@ -48,30 +54,14 @@ def key_chunks(keys: Iterable[str]) -> list[list[str]]:
     return [ordered[start:start + _ID_CHUNK] for start in range(0, len(ordered), _ID_CHUNK)]
 
 
-def _nearest(conn: Connection, name: str, vector: Sequence[float], where: str, *, limit: int,
-             columns: list[str]) -> list[tuple[dict[str, Any], float]]:
-    """Exact cosine top-``limit`` of rows matching ``where``, each with its cosine."""
-    import numpy as np
-
-    query = np.asarray(vector, dtype=np.float32)
-
-    def run() -> Any:
-        return conn.dataset(name).to_table(
-            columns=[*columns, "_distance"], filter=where, prefilter=True,
-            nearest={"column": "vector", "q": query, "k": limit, "metric": "cosine",
-                     "use_index": False}, disable_scoring_autoprojection=True)
-
-    found = with_retries(run, what=f"searching {name}").to_pylist()
-    return [(row, 1.0 - float(row.pop("_distance"))) for row in found]
-
-
 class EntityTable:
     """The entities table of one store, for a model of ``dim`` dimensions."""
 
     def __init__(self, conn: Connection, dim: int | None = None) -> None:
         self._conn = conn
         self._dim = dim
-        self._names: OrderedDict[tuple[str, int], list[tuple[str, str]]] = OrderedDict()
+        self._indexes: OrderedDict[tuple[str, int], EntityIndex] = OrderedDict()
+        self._indexes_lock = threading.Lock()  # tool calls run in several threads
 
     @functools.cached_property
     def schema(self) -> pa.Schema:
@@ -85,19 +75,32 @@ class EntityTable:
         found: dict[str, Entity] = {}
         for chunk in key_chunks(keys):
             for row in self._conn.select(ENTITIES, sql.both(sql.one_of("name_key", chunk), exact),
-                                         columns=["id", "name", "entity_type", "user_id",
-                                                  "agent_id", "run_id", "created_at"]):
+                                         columns=_ENTITY_COLUMNS):
                 entity = Entity.from_row(row)
                 found[entity.key] = entity
         return found
 
-    def nearest(self, vector: Sequence[float], where: str, *,
-                limit: int) -> list[tuple[Entity, float]]:
-        """The ``limit`` entities matching ``where`` whose names are closest in
-        meaning to ``vector``, each with its cosine."""
-        columns = ["id", "name", "entity_type", "user_id", "agent_id", "run_id", "created_at"]
-        return [(Entity.from_row(row), score) for row, score in
-                _nearest(self._conn, ENTITIES, vector, where, limit=limit, columns=columns)]
+    def index(self, where: str) -> EntityIndex:
+        """The entities matching ``where`` (a scope) in memory, kept while the
+        table's version stays (at most INDEX_ROWS entities' vectors in all)."""
+        version = self._conn.version(ENTITIES)
+        with self._indexes_lock:
+            cached = self._indexes.get((where, version))
+            if cached is not None:
+                self._indexes.move_to_end((where, version))
+                return cached
+        found = self._conn.arrow(ENTITIES, where, version=version,
+                                 columns=[*_ENTITY_COLUMNS, "match_key", "vector"])
+        matrix = vector_matrix(found) if found.num_rows <= INDEX_ROWS else None
+        rows = found.drop_columns(["vector"]).to_pylist()
+        index = EntityIndex([Entity.from_row(row) for row in rows],
+                            [row["match_key"] or "" for row in rows], matrix)
+        with self._indexes_lock:
+            self._indexes[(where, version)] = index
+            while sum(len(i.entities) for i in self._indexes.values()) > INDEX_ROWS and len(
+                    self._indexes) > 1:
+                self._indexes.popitem(last=False)
+        return index
 
     def insert_new(self, entities: Sequence[Entity]) -> None:
         """Store entities whose id is new; an entity stored meanwhile keeps its spelling."""
@@ -108,23 +111,9 @@ class EntityTable:
         found: dict[str, Entity] = {}
         for chunk in key_chunks(ids):
             for row in self._conn.select(ENTITIES, sql.one_of("id", chunk),
-                                         columns=["id", "name", "entity_type", "user_id",
-                                                  "agent_id", "run_id", "created_at"]):
+                                         columns=_ENTITY_COLUMNS):
                 found[row["id"]] = Entity.from_row(row)
         return found
-
-    def names(self, where: str) -> list[tuple[str, str]]:
-        """Every entity matching ``where`` as (key, match key); kept per table version."""
-        version = self._conn.version(ENTITIES)
-        cached = self._names.get((where, version))
-        if cached is None:
-            rows = self._conn.arrow(ENTITIES, where, columns=["name_key", "match_key"])
-            cached = list(zip(rows.column("name_key").to_pylist(),
-                              rows.column("match_key").to_pylist(), strict=True))
-            self._names[(where, version)] = cached
-            while len(self._names) > _NAME_CACHE:
-                self._names.popitem(last=False)
-        return cached
 
     def delete(self, where: str) -> int:
         """Delete the entities matching ``where``; returns how many."""
@@ -186,13 +175,20 @@ class RelationTable:
             found += self.select(sql.both(sql.one_of("id", chunk), where))
         return found
 
-    def nearest(self, vector: Sequence[float], where: str, *,
-                limit: int) -> list[tuple[Relation, float]]:
-        """The ``limit`` relations matching ``where`` closest in meaning to
-        ``vector``, each with its cosine."""
-        return [(Relation.from_row(row), score) for row, score in _nearest(
-            self._conn, RELATIONS, vector, where, limit=limit,
-            columns=relation_columns(vector=False))]
+    def touching(self, where: str, keys: Iterable[str]) -> list[tuple[Relation, np.ndarray]]:
+        """The relations matching ``where`` with an end among these entity keys,
+        each with its vector (to rank them by meaning). Vectors stay in numpy:
+        as Python lists they cost more than the read."""
+        found: list[tuple[Relation, np.ndarray]] = []
+        for chunk in key_chunks(keys):
+            table = self._conn.arrow(RELATIONS, sql.both(where, either_end(chunk)),
+                                     columns=relation_columns(vector=True))
+            if not table.num_rows:
+                continue
+            matrix = vector_matrix(table)
+            rows = table.drop_columns(["vector"]).to_pylist()
+            found += [(Relation.from_row(row), matrix[i]) for i, row in enumerate(rows)]
+        return found
 
     def insert_new(self, relations: Sequence[Relation]) -> set[str]:
         """Store relations whose id is new; returns the ids this call stored (a

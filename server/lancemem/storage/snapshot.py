@@ -60,7 +60,7 @@ class Snapshot:
         found = with_retries(run, what="searching memories")
         if found.num_rows > FLAT_ROWS:
             return None
-        return _row_ids(found), _matrix(found)
+        return _row_ids(found), vector_matrix(found)
 
     def nearest(self, vector: np.ndarray, where: str, *, limit: int) -> Ranked:
         """Exact cosine top-``limit`` among rows matching ``where`` (Lance's own scan)."""
@@ -111,7 +111,8 @@ def _row_ids(found: Any) -> list[int]:
     return found.column("_rowid").to_pylist()
 
 
-def _matrix(found: Any) -> np.ndarray:
+def vector_matrix(found: Any) -> np.ndarray:
+    """The ``vector`` column of an Arrow table as one float32 matrix."""
     vectors = found.column("vector").combine_chunks()
     width = vectors.type.list_size
     return vectors.flatten().to_numpy(zero_copy_only=False).reshape(-1, width)
