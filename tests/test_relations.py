@@ -250,3 +250,17 @@ def test_attack_strings_are_plain_names(memory: Memory) -> None:
     assert memory.list_relations(relationship="is", **ALICE)["results"] != []
     with pytest.raises(ValidationError):
         memory.list_relations(relationship="*", **ALICE)  # no letters: not a relationship
+
+
+def test_a_hundred_relations_in_one_call_and_not_one_more(memory: Memory) -> None:
+    many = [triple(f"Person {i}", "works at", f"Company {i % 7}") for i in range(100)]
+    added = memory.add_relations(many, **ALICE)["results"]
+    assert [r["event"] for r in added] == ["ADD"] * 100
+    assert len({r["id"] for r in added}) == 100  # "Person 1" and "Person 2" stay apart
+    assert len(rows(memory, ENTITIES)) == 107
+    with pytest.raises(ValidationError, match="at most 100"):
+        memory.add_relations([*many, triple("x", "y", "z")], **ALICE)
+    gone = memory.delete_relations(relation_ids=[r["id"] for r in added], **ALICE)
+    assert gone == {"deleted": 100, "not_found": []}
+    with pytest.raises(ValidationError, match="at most 100"):
+        memory.delete_relations(relation_ids=[f"id-{i}" for i in range(101)], **ALICE)
