@@ -23,7 +23,7 @@ from .scoping import SCOPE_KEYS
 
 ITEM_FIELDS = ("user_id", "agent_id", "run_id", "actor_id", "role")
 RECORD_KEYS = frozenset({"text", "messages", "user_id", "agent_id", "run_id", "actor_id",
-                         "metadata"})
+                         "metadata", "expiration_date"})
 
 
 class _Keep(Enum):

@@ -13,9 +13,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from ..core.errors import ConflictError, NotFoundError, ValidationError
-from ..core.messages import check_metadata, check_text, normalise_messages
+from ..core.messages import check_expiration, check_metadata, check_text, normalise_messages
 from ..core.principal import Principal
 from ..core.records import (
+    KEEP,
     MemoryRecord,
     Plan,
     chunks,
@@ -41,9 +42,10 @@ class Writer:
         self._ctx = context
 
     def add(self, messages: Any, *, ids: Mapping[str, Any], actor_id: Any, metadata: Any,
-            principal: Principal | None) -> dict[str, Any]:
+            principal: Principal | None, expiration_date: Any = None) -> dict[str, Any]:
         """Memory.add: each non-system message stored once per scope."""
-        plan = self._plan(messages, **ids, actor_id=actor_id, metadata=metadata)
+        plan = self._plan(messages, **ids, actor_id=actor_id, metadata=metadata,
+                          expiration_date=expiration_date)
         tables = self._ctx.tables()
         return {"results": self._commit(tables, [plan], principal=principal)[0]}
 
@@ -70,13 +72,15 @@ class Writer:
             raise type(exc)(f"record {index + 1}: {exc.message}") from None
 
     def _plan(self, messages: Any, *, user_id: Any = None, agent_id: Any = None,
-              run_id: Any = None, actor_id: Any = None, metadata: Any = None) -> Plan:
+              run_id: Any = None, actor_id: Any = None, metadata: Any = None,
+              expiration_date: Any = None) -> Plan:
         """Check one add call's input and resolve its scope; nothing is written."""
         items = normalise_messages(messages)
         custom = check_metadata(metadata)
+        expiration = check_expiration(expiration_date)
         call = self._ctx.scope({"user_id": user_id, "agent_id": agent_id, "run_id": run_id},
                                actor_id=actor_id, metadata=custom)
-        return Plan(items, call.scope.ids(), custom, call.scope.actor_id)
+        return Plan(items, call.scope.ids(), custom, call.scope.actor_id, expiration)
 
     def _commit(self, tables: Tables, plans: list[Plan], *,
                 principal: Principal | None = None) -> Results:
@@ -106,7 +110,7 @@ class Writer:
                                   principal=principal)
         for record_id, kept in earlier.items():  # another writer stored the same text first
             result = added[record_id]
-            for key in ("actor_id", "role"):
+            for key in ("actor_id", "role", "expiration_date"):
                 result.pop(key, None)
             result.update(id=kept, event="NONE")
         return out
@@ -135,12 +139,18 @@ class Writer:
         return earlier
 
     def update(self, memory_id: str, *, text: str | None, metadata: Mapping[str, Any] | None,
-               ids: Mapping[str, Any], principal: Principal | None) -> dict[str, Any]:
-        """Memory.update: a compare-and-swap, retried while other writers win it."""
-        if text is None and metadata is None:
-            raise ValidationError("give 'text', 'metadata' or both to update a memory.")
+               ids: Mapping[str, Any], principal: Principal | None,
+               expiration_date: Any = None) -> dict[str, Any]:
+        """Memory.update: a compare-and-swap, retried while other writers win it.
+
+        ``expiration_date`` None keeps the memory's; ``""`` removes it."""
+        if text is None and metadata is None and expiration_date is None:
+            raise ValidationError("give 'text', 'metadata' and/or 'expiration_date' to update "
+                                  "a memory.")
         new_text = check_text(text) if text is not None else None
         custom = check_metadata(metadata) if metadata is not None else None
+        expiration = KEEP if expiration_date is None else check_expiration(
+            expiration_date, removable=True)
         vector = None
         for attempt in range(_UPDATE_ATTEMPTS):
             if attempt:
@@ -152,7 +162,7 @@ class Writer:
                 vector = self._ctx.embedder.embed_documents([document])[0]
             record = stored.revised(
                 text=new_text if text_changes else None, vector=vector if text_changes else None,
-                metadata=custom,
+                metadata=custom, expiration_date=expiration,
                 # Strictly later than the version read, whatever the clocks of other
                 # processes say, so history sorts in the order the updates landed.
                 updated_at=max(datetime.now(UTC), stored.updated_at + timedelta(microseconds=1)))
@@ -226,8 +236,10 @@ def _new_records(plans: list[Plan], known_by_scope: dict[tuple[Any, ...], dict[s
             new.append(record)
             attribution = {k: getattr(record, k) for k in ("actor_id", "role")
                            if getattr(record, k) is not None}
+            expiry = ({} if record.expiration_date is None
+                      else {"expiration_date": record.expiration_date.isoformat()})
             added[record.id] = {"id": record.id, "memory": record.memory, "event": "ADD",
-                                **scope_fields, **attribution}
+                                **scope_fields, **attribution, **expiry}
             results.append(added[record.id])
         out.append(results)
     return out, new, added

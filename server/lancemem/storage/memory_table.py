@@ -1,8 +1,9 @@
 """The memories table in the domain's terms: records in, records out.
 
 Scope and filter clauses arrive compiled (scoping.py, filters.py); the
-clauses around them (ids, hashes, the compare-and-swap guard) are written
-here, and writers racing to add the same text are settled here.
+clauses around them (ids, hashes, the compare-and-swap guard, hiding expired
+memories) are written here, and writers racing to add the same text are
+settled here.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from ..core.errors import ConflictError, StorageError
 from ..core.records import MemoryRecord, in_scope, row_key
 from ..core.scoping import SCOPE_KEYS, Scope, scope_where
 from . import sql
+from .meta import MetaTable
 from .retries import with_retries
 from .schema import (
     MEMORIES,
@@ -42,6 +44,7 @@ class MemoryTable:
         """``dim`` is needed to write rows, not to read them."""
         self._conn = conn
         self._dim = dim
+        self._meta = MetaTable(conn)
 
     @functools.cached_property
     def schema(self) -> pa.Schema:
@@ -54,21 +57,42 @@ class MemoryTable:
         """The table's newest version."""
         return self._conn.version(MEMORIES)
 
-    def snapshot(self) -> Snapshot:
-        """The table at its newest version, pinned for the reads of one search."""
-        return Snapshot(self._conn.dataset(MEMORIES))
+    def snapshot(self, *, live_at: datetime | None = None) -> Snapshot:
+        """The table at its newest version, pinned for the reads of one search;
+        with ``live_at``, memories expired at that moment are left out."""
+        dataset = self._conn.dataset(MEMORIES)  # before the mark is read: see _hiding
+        return Snapshot(dataset, visible=self._hiding(live_at))
 
-    def find(self, memory_id: str, where: str, *, with_vector: bool = False
-             ) -> MemoryRecord | None:
-        """The memory with this id among those matching ``where`` (a scope)."""
-        rows = self._conn.select(MEMORIES, sql.both(sql.equals("id", memory_id), where),
-                                 columns=None if with_vector else item_columns(), limit=1)
+    def find(self, memory_id: str, where: str, *, with_vector: bool = False,
+             live_at: datetime | None = None) -> MemoryRecord | None:
+        """The memory with this id among those matching ``where`` (a scope);
+        with ``live_at``, not if it is expired at that moment."""
+        version = None if live_at is None else self.version()
+        where = _both(sql.both(sql.equals("id", memory_id), where), self._hiding(live_at))
+        rows = self._conn.select(MEMORIES, where, columns=None if with_vector else item_columns(),
+                                 limit=1, version=version)
         return MemoryRecord.from_row(rows[0]) if rows else None
 
-    def select(self, where: str) -> list[MemoryRecord]:
-        """Every memory matching ``where``, without vectors."""
-        return [MemoryRecord.from_row(row)
-                for row in self._conn.select(MEMORIES, where, columns=item_columns())]
+    def select(self, where: str, *, live_at: datetime | None = None) -> list[MemoryRecord]:
+        """Every memory matching ``where``, without vectors; with ``live_at``,
+        not those expired at that moment."""
+        version = None if live_at is None else self.version()
+        return [MemoryRecord.from_row(row) for row in self._conn.select(
+            MEMORIES, _both(where, self._hiding(live_at)), columns=item_columns(),
+            version=version)]
+
+    def _hiding(self, live_at: datetime | None) -> str | None:
+        """The clause that hides memories expired at ``live_at``, or None when
+        nothing needs hiding: no ``live_at``, or no memory of the store was ever
+        given an expiration date.
+
+        Callers pin the version they read before asking: the mark is written
+        before the first expiring memory, so a version holding one is always
+        read with the clause.
+        """
+        if live_at is None or not self._meta.uses_expirations():
+            return None
+        return sql.unexpired(live_at)
 
     def by_ids(self, ids: Sequence[str], columns: Iterable[str]) -> list[dict[str, Any]]:
         """These columns of the memories with these ids (any number of them)."""
@@ -112,6 +136,7 @@ class MemoryTable:
         """
         if not records:
             return {}
+        self._mark_if_expiring(records)
         rows = [record.to_row() for record in records]
         version = self._conn.insert(MEMORIES, rows, self.schema)
         earlier = {} if version == checked_at + 1 else self._earlier_copies(rows, version)
@@ -159,8 +184,14 @@ class MemoryTable:
     def replace_if_unchanged(self, record: MemoryRecord, *, stored_at: datetime) -> bool:
         """Compare-and-swap: store ``record`` over its row only if that row's
         ``updated_at`` is still ``stored_at``; returns whether it was."""
+        self._mark_if_expiring([record])
         return bool(self._conn.upsert(MEMORIES, [record.to_row()], self.schema,
                                       only_if=sql.stored_at("updated_at", stored_at)))
+
+    def _mark_if_expiring(self, records: Sequence[MemoryRecord]) -> None:
+        """Mark the store as having expiring memories before writing the first."""
+        if any(record.expiration_date is not None for record in records):
+            self._meta.mark_expirations()
 
     def delete_ids(self, ids: Iterable[str]) -> int:
         """Delete the memories with these ids in one commit; returns how many
@@ -190,6 +221,11 @@ class MemoryTable:
         if "vector" in table.schema.names:
             with_retries(lambda: table.drop_columns(["vector"]), what="dropping old vectors")
         with_retries(lambda: table.add_columns(vector_field(dim)), what="adding vector column")
+
+
+def _both(where: str, extra: str | None) -> str:
+    """``where``, ANDed with ``extra`` if given."""
+    return where if extra is None else sql.both(where, extra)
 
 
 def _duplicate_query(scope: Mapping[str, str | None], hashes: Iterable[str]) -> str:
