@@ -221,6 +221,37 @@ def test_add_many_records_take_an_expiration(memory: Memory) -> None:
     assert "fine" not in texts(memory.get_all(user_id="u", show_expired=True))
 
 
+# ---------------------------------------------------------------- filters
+
+def test_filters_on_expiration_date(memory: Memory) -> None:
+    ids = {}
+    for label, expiration in (("never", None), ("week", days(7)), ("month", days(30)),
+                              ("gone", days(-3))):
+        ids[label] = memory.add(f"memory {label}", user_id="u",
+                                expiration_date=expiration)["results"][0]["id"]
+
+    def found(filters: dict[str, Any], **kwargs: Any) -> set[str]:
+        listed = {i["id"] for i in memory.get_all(user_id="u", filters=filters,
+                                                  **kwargs)["results"]}
+        searched = {i["id"] for i in memory.search("memory", user_id="u", filters=filters,
+                                                   limit=50, **kwargs)["results"]}
+        assert listed == searched
+        return {label for label, memory_id in ids.items() if memory_id in listed}
+
+    week = midnight_after(days(7))
+    assert found({"expiration_date": "*"}) == {"week", "month"}
+    assert found({"expiration_date": "*"}, show_expired=True) == {"week", "month", "gone"}
+    assert found({"NOT": [{"expiration_date": "*"}]}) == {"never"}
+    assert found({"expiration_date": {"lte": days(10)}}) == {"week"}
+    assert found({"expiration_date": {"gt": days(10)}}) == {"month"}
+    assert found({"expiration_date": week}) == {"week"}
+    # A missing expiration matches nothing, except under ne / nin.
+    assert found({"expiration_date": {"ne": week}}) == {"never", "month"}
+    assert found({"expiration_date": {"nin": [week]}}) == {"never", "month"}
+    assert found({"expiration_date": {"lt": days(0)}}, show_expired=True) == {"gone"}
+    assert found({"expiration_date": {"lt": days(0)}}) == set()  # filters only narrow
+
+
 # ---------------------------------------------------------------- the store's mark
 
 def test_the_store_is_marked_before_its_first_expiring_memory(memory: Memory) -> None:
