@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import Counter
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ from lancemem.storage import history as hist
 from lancemem.storage.meta import EXPIRATIONS
 from lancemem.storage.store import HISTORY, MEMORIES, Store, memories_schema
 from tests.invariants import check_store
-from tests.test_races import race
+from tests.test_races import race, rows_with_text
 
 MODES = ("vector", "keyword", "hybrid")
 
@@ -204,7 +205,63 @@ def test_update_sets_replaces_and_removes_the_expiration(memory: Memory) -> None
         memory.update(memory_id, user_id="u")
 
 
-# ---------------------------------------------------------------- add_many
+# ---------------------------------------------------------------- re-adding an expired text
+
+def test_re_adding_an_expired_text_revives_it(memory: Memory) -> None:
+    first = memory.add("the gate code is 4711", user_id="u",
+                       expiration_date=days(-2))["results"][0]
+    again = memory.add("the gate code is 4711", user_id="u")["results"][0]
+    assert again == {"id": first["id"], "memory": "the gate code is 4711", "event": "UPDATE",
+                     "user_id": "u"}
+    item = memory.get(first["id"], user_id="u")
+    assert "expiration_date" not in item
+    assert len(rows_with_text(memory.store, "the gate code is 4711")) == 1
+    history = memory.history(first["id"], user_id="u")["results"]
+    assert [(e["event"], e["old_memory"], e["new_memory"]) for e in history] == [
+        ("ADD", None, "the gate code is 4711"),
+        ("UPDATE", "the gate code is 4711", "the gate code is 4711")]
+    # Live now: a further re-add is NONE, as for any stored text.
+    assert memory.add("the gate code is 4711", user_id="u")["results"][0]["event"] == "NONE"
+    check_store(memory.store)
+
+
+def test_a_revived_copy_takes_the_new_expiration(memory: Memory) -> None:
+    first = memory.add("the sale ends soon", user_id="u",
+                       expiration_date=days(-1))["results"][0]
+    again = memory.add("the sale ends soon", user_id="u",
+                       expiration_date=days(5))["results"][0]
+    assert (again["event"], again["id"]) == ("UPDATE", first["id"])
+    assert again["expiration_date"] == midnight_after(days(5))
+    assert memory.get(first["id"], user_id="u")["expiration_date"] == again["expiration_date"]
+    # A live copy is left alone, whatever the new call's date (NONE, as before).
+    none = memory.add("the sale ends soon", user_id="u", expiration_date=days(9))["results"][0]
+    assert none["event"] == "NONE"
+    assert memory.get(first["id"], user_id="u")["expiration_date"] == again["expiration_date"]
+
+
+def test_re_importing_the_same_expired_record_changes_nothing(memory: Memory) -> None:
+    record = {"text": "the 2020 tax return is filed", "user_id": "u",
+              "expiration_date": "2021-04-30"}
+    assert memory.add_many([record]) == {"added": 1, "skipped": 0}
+    assert memory.add_many([record]) == {"added": 0, "skipped": 1}
+    assert memory.add_many([{**record, "expiration_date": None}]) == {"added": 1, "skipped": 0}
+    [item] = memory.get_all(user_id="u")["results"]
+    assert "expiration_date" not in item
+
+
+def test_threads_re_adding_an_expired_text_revive_it_once(memory: Memory) -> None:
+    text = "the wifi password is hunter2"
+    first = memory.add(text, user_id="u", agent_id="a", expiration_date=days(-1))["results"][0]
+    outcome = race(lambda _: memory.add(text, user_id="u", agent_id="a")["results"][0], 6)
+    assert not [o for o in outcome if isinstance(o, Exception)], outcome
+    assert Counter(o["event"] for o in outcome) == {"UPDATE": 1, "NONE": 5}
+    assert {o["id"] for o in outcome} == {first["id"]}
+    assert [row["id"] for row in rows_with_text(memory.store, text)] == [first["id"]]
+    events = [e["event"] for e in memory.history(first["id"], user_id="u", agent_id="a")[
+        "results"]]
+    assert events == ["ADD", "UPDATE"]
+    check_store(memory.store)
+
 
 def test_add_many_records_take_an_expiration(memory: Memory) -> None:
     counts = memory.add_many([

@@ -143,7 +143,9 @@ class Memory:
         ``messages`` is a string, a ``{role, content, name?}`` dict or a list of
         them. A message's ``name`` becomes its ``actor_id`` (``actor_id`` applies
         to messages without a name). Text already stored in the same scope is
-        not stored again: its existing id comes back with event ``NONE``.
+        not stored again: its existing id comes back with event ``NONE``
+        (``UPDATE`` if that copy had expired: it is revived with this call's
+        ``expiration_date``).
         ``principal`` (an authenticated server's caller) is recorded in history;
         binding the ids to it is the caller's job (principal.bind_ids).
 
@@ -161,7 +163,7 @@ class Memory:
                  progress: Callable[[int, int], None] | None = None) -> dict[str, int]:
         """Store many records (each the keyword arguments of ``add``, with
         ``messages`` or ``text``, ``expiration_date`` included), embedding and
-        writing them in batches.
+        writing them in batches; ``added`` counts revived expired copies too.
 
         Every record is checked before anything is written, so a bad record
         stores nothing; its error names the record's position. Re-running an

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +21,7 @@ from . import sql
 from .meta import MetaTable
 from .retries import with_retries
 from .schema import (
+    EXPIRATION_DATE,
     MEMORIES,
     SEARCH_TEXT,
     item_columns,
@@ -35,6 +37,14 @@ if TYPE_CHECKING:
     from .connection import Connection
 
 _ID_CHUNK = 500  # ids per IN list
+
+
+@dataclass(frozen=True)
+class Copy:
+    """A stored memory that holds some text: its id and when it expires (None: never)."""
+
+    id: str
+    expiration_date: datetime | None
 
 
 class MemoryTable:
@@ -107,19 +117,23 @@ class MemoryTable:
         return self._conn.arrow(MEMORIES, None, columns=["id", "updated_at"])
 
     def duplicates(self, scope: Mapping[str, str | None], hashes: set[str],
-                   version: int) -> dict[str, str]:
-        """Text hashes already stored in exactly ``scope`` at ``version``, with their ids."""
+                   version: int) -> dict[str, Copy]:
+        """Text hashes already stored in exactly ``scope`` at ``version``, with
+        the copy that holds each (expired copies too)."""
         where = _duplicate_query(scope, hashes)
         if self._conn.count(MEMORIES, where, version=version) == 0:  # the usual case, cheaper
             return {}
-        rows = self._conn.select(MEMORIES, where, columns=["id", "hash", *SCOPE_KEYS],
+        rows = self._conn.select(MEMORIES, where,
+                                 columns=["id", "hash", EXPIRATION_DATE, *SCOPE_KEYS],
                                  version=version)
         copies: dict[str, set[str]] = {}
+        expiring = {row["id"]: row[EXPIRATION_DATE] for row in rows}
         for row in rows:
             if in_scope(row, scope):
                 copies.setdefault(row["hash"], set()).add(row["id"])
         # Two copies: a raced add whose loser has not deleted its copy yet.
-        return {text: self._first_committed(ids, version) for text, ids in copies.items()}
+        kept = {text: self._first_committed(ids, version) for text, ids in copies.items()}
+        return {text: Copy(kept_id, expiring[kept_id]) for text, kept_id in kept.items()}
 
     def insert_unique(self, records: Sequence[MemoryRecord], *,
                       checked_at: int) -> dict[str, str]:
