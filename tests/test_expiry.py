@@ -18,6 +18,7 @@ from lancemem.core.messages import check_expiration
 from lancemem.memory.facade import Memory
 from lancemem.search.embeddings import FastEmbedder
 from lancemem.storage import history as hist
+from lancemem.storage.memory_table import MemoryTable
 from lancemem.storage.meta import EXPIRATIONS
 from lancemem.storage.store import HISTORY, MEMORIES, Store, memories_schema
 from tests.invariants import check_store
@@ -263,6 +264,24 @@ def test_threads_re_adding_an_expired_text_revive_it_once(memory: Memory) -> Non
     check_store(memory.store)
 
 
+def test_text_whose_expired_copy_is_purged_meanwhile_is_added_anew(
+        memory: Memory, monkeypatch: pytest.MonkeyPatch) -> None:
+    text = "the parcel is at the neighbour's"
+    first = memory.add(text, user_id="u", expiration_date=days(-1))["results"][0]
+    real_find = MemoryTable.find
+
+    def purge_first(self: MemoryTable, *args: Any, **kwargs: Any) -> Any:
+        monkeypatch.setattr(MemoryTable, "find", real_find)
+        memory.purge_expired()  # lands between the duplicate check and the revival
+        return real_find(self, *args, **kwargs)
+
+    monkeypatch.setattr(MemoryTable, "find", purge_first)
+    again = memory.add(text, user_id="u")["results"][0]
+    assert again["event"] == "ADD" and again["id"] != first["id"]
+    assert [row["id"] for row in rows_with_text(memory.store, text)] == [again["id"]]
+    check_store(memory.store)
+
+
 def test_add_many_records_take_an_expiration(memory: Memory) -> None:
     counts = memory.add_many([
         {"text": "kept for good", "user_id": "u"},
@@ -307,6 +326,49 @@ def test_filters_on_expiration_date(memory: Memory) -> None:
     assert found({"expiration_date": {"nin": [week]}}) == {"never", "month"}
     assert found({"expiration_date": {"lt": days(0)}}, show_expired=True) == {"gone"}
     assert found({"expiration_date": {"lt": days(0)}}) == set()  # filters only narrow
+
+
+# ---------------------------------------------------------------- purge
+
+def test_purge_deletes_expired_memories_of_every_scope_with_history(memory: Memory) -> None:
+    gone = [memory.add("old plan A", user_id="alice", expiration_date=days(-1)),
+            memory.add("old plan B", agent_id="bot", expiration_date=moment(seconds=-5)),
+            memory.add("old plan C", user_id="bob", run_id="r1", expiration_date=days(-9))]
+    kept = [memory.add("lasting fact", user_id="alice"),
+            memory.add("plan for next week", user_id="bob", run_id="r1",
+                       expiration_date=days(7))]
+    assert memory.purge_expired() == {"deleted": 3}
+    assert memory.purge_expired() == {"deleted": 0}
+    rows = memory.store.select(MEMORIES, None, columns=["id"])
+    assert {row["id"] for row in rows} == {k["results"][0]["id"] for k in kept}
+    memory.history_log.flush()
+    deletes = {row["memory_id"] for row in memory.store.select(HISTORY, None)
+               if row["event"] == hist.DELETE}
+    assert deletes == {g["results"][0]["id"] for g in gone}
+    check_store(memory.store)
+
+
+def test_purge_keeps_a_memory_extended_while_it_runs(memory: Memory,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    doomed = memory.add("expired and left so", user_id="u",
+                        expiration_date=days(-1))["results"][0]["id"]
+    saved = memory.add("expired, then extended", user_id="u",
+                       expiration_date=days(-1))["results"][0]["id"]
+    real_expired = MemoryTable.expired
+
+    def extend_meanwhile(self: MemoryTable, now: datetime) -> Any:
+        found = real_expired(self, now)
+        memory.update(saved, user_id="u", expiration_date=days(3))
+        return found
+
+    monkeypatch.setattr(MemoryTable, "expired", extend_meanwhile)
+    assert memory.purge_expired() == {"deleted": 1}
+    assert texts(memory.get_all(user_id="u")) == ["expired, then extended"]
+    events = [e["event"] for e in memory.history(saved, user_id="u")["results"]]
+    assert events == ["ADD", "UPDATE"]  # no DELETE for the memory that stayed
+    assert [e["event"] for e in memory.history(doomed, user_id="u")["results"]] == [
+        "ADD", "DELETE"]
+    check_store(memory.store)
 
 
 # ---------------------------------------------------------------- the store's mark

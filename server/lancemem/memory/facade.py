@@ -243,6 +243,11 @@ class Memory:
         return self._writer.delete_all(ids=_ids(user_id, agent_id, run_id), actor_id=actor_id,
                                        filters=filters, principal=principal)
 
+    def purge_expired(self) -> dict[str, int]:
+        """Delete every memory of every scope whose expiration date has passed,
+        each with a DELETE history row; returns ``{"deleted": n}``."""
+        return self._writer.purge_expired()
+
     def history(self, memory_id: str, *, user_id: str | None = None,
                 agent_id: str | None = None, run_id: str | None = None) -> dict[str, Any]:
         """Every recorded change to one memory in the caller's scope, oldest first."""

@@ -1,4 +1,4 @@
-"""Memory's writes: add, add_many, update, delete, delete_all.
+"""Memory's writes: add, add_many, update, delete, delete_all, purge_expired.
 
 Each change is committed to the memories table first and handed to the
 history writer second (history.py), so a crash in between leaves a change
@@ -211,20 +211,33 @@ class Writer:
         tables = self._ctx.tables()
         return {"deleted": self._delete(tables, tables.memories.select(where), principal)}
 
+    def purge_expired(self) -> dict[str, int]:
+        """Memory.purge_expired: delete every expired memory of every scope, each
+        with its DELETE history row."""
+        tables, now = self._ctx.tables(), datetime.now(UTC)
+        return {"deleted": self._delete(tables, tables.memories.expired(now), expired_at=now)}
+
     @staticmethod
     def _delete(tables: Tables, records: list[MemoryRecord],
-                principal: Principal | None = None) -> int:
+                principal: Principal | None = None, *,
+                expired_at: datetime | None = None) -> int:
         """Delete these memories and record it; returns how many this call deleted.
 
         A memory another caller deleted meanwhile counts for that caller only;
         its DELETE history row has the same id either way (history.event_id).
+        With ``expired_at``, only memories still expired then are deleted: one
+        revived or extended meanwhile stays, and gets no DELETE row.
         """
         now = datetime.now(UTC)
         deleted = 0
         for start in range(0, len(records), _ID_CHUNK):
             chunk = records[start:start + _ID_CHUNK]
-            count = tables.memories.delete_ids(record.id for record in chunk)
+            ids = [record.id for record in chunk]
+            count = tables.memories.delete_ids(ids, expired_at=expired_at)
             deleted += count
+            if count and expired_at is not None and count < len(chunk):
+                stayed = {row["id"] for row in tables.memories.by_ids(ids, ["id"])}
+                chunk = [record for record in chunk if record.id not in stayed]
             if count:
                 tables.history.record_soon(
                     [hist.history_row(memory=record, event=hist.DELETE, old_memory=record.memory,

@@ -104,6 +104,12 @@ class MemoryTable:
             return None
         return sql.unexpired(live_at)
 
+    def expired(self, now: datetime) -> list[MemoryRecord]:
+        """Every memory of every scope expired at ``now``, without vectors (for
+        a purge: the one read that spans every scope)."""
+        return [MemoryRecord.from_row(row) for row in self._conn.select(
+            MEMORIES, sql.expired(now), columns=item_columns())]
+
     def by_ids(self, ids: Sequence[str], columns: Iterable[str]) -> list[dict[str, Any]]:
         """These columns of the memories with these ids (any number of them)."""
         rows: list[dict[str, Any]] = []
@@ -207,10 +213,14 @@ class MemoryTable:
         if any(record.expiration_date is not None for record in records):
             self._meta.mark_expirations()
 
-    def delete_ids(self, ids: Iterable[str]) -> int:
+    def delete_ids(self, ids: Iterable[str], *, expired_at: datetime | None = None) -> int:
         """Delete the memories with these ids in one commit; returns how many
-        this call deleted (one another writer deleted first is not counted)."""
-        return self._conn.delete(MEMORIES, sql.one_of("id", ids))
+        this call deleted (one another writer deleted first is not counted).
+        With ``expired_at``, only those expired at that moment."""
+        where = sql.one_of("id", ids)
+        if expired_at is not None:
+            where = sql.both(where, sql.expired(expired_at))
+        return self._conn.delete(MEMORIES, where)
 
     def count_without_vector(self) -> int:
         """How many memories wait for a vector (during a reindex)."""

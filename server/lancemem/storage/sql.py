@@ -37,3 +37,8 @@ def unexpired(now: datetime) -> str:
     """Memories not expired at ``now``: no expiration date, or one still ahead
     (records.is_expired is the Python twin). Only ``now`` goes into it."""
     return f"(expiration_date IS NULL OR expiration_date > {sql_timestamp(now)})"
+
+
+def expired(now: datetime) -> str:
+    """Memories expired at ``now``: exactly those ``unexpired`` leaves out."""
+    return f"expiration_date <= {sql_timestamp(now)}"
