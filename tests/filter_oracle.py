@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 STRING_COLUMNS = ("user_id", "agent_id", "run_id", "actor_id", "role")
-TIME_COLUMNS = ("created_at", "updated_at")
+TIME_COLUMNS = ("created_at", "updated_at", "expiration_date")
 MISSING = object()
 
 
@@ -36,8 +36,8 @@ def _entry(key: str, value: Any, item: dict[str, Any]) -> bool:
 def _value(key: str, item: dict[str, Any]) -> Any:
     if key in STRING_COLUMNS:
         return item.get(key)
-    if key in TIME_COLUMNS:
-        return datetime.fromisoformat(item[key])
+    if key in TIME_COLUMNS:  # expiration_date is absent from a memory that never expires
+        return datetime.fromisoformat(item[key]) if key in item else MISSING
     return item["metadata"].get(key.removeprefix("metadata."), MISSING)
 
 

@@ -27,6 +27,8 @@ ERRORS = [
     ({"role": 5}, "filters.role.eq: 'role' holds strings"),
     ({"created_at": {"gt": "yesterday"}}, "filters.created_at.gt: 'yesterday' is not an ISO"),
     ({"created_at": {"contains": "2026"}}, "'created_at' is a date"),
+    ({"expiration_date": {"icontains": "2026"}}, "'expiration_date' is a date"),
+    ({"expiration_date": {"lt": "next week"}}, "filters.expiration_date.lt: 'next week' is not"),
     ({"AND": {"cat": "x"}}, "filters.AND takes a non-empty list"),
     ({"OR": []}, "filters.OR takes a non-empty list"),
     ({"OR": ["cat"]}, "filters.OR[0] must be an object"),
@@ -266,6 +268,7 @@ def dataset(tmp_path_factory: pytest.TempPathFactory, real_embedder: Any) -> Pro
     rng = random.Random(20261121)
     memory = Memory(store=Store(str(tmp_path_factory.mktemp("prop") / "db")),
                     embedder=real_embedder)
+    ahead = random.Random(7)  # expirations have their own stream: the rest stays as it was
     for user in ("alice", "alice", "alice", "bob"):
         for i in range(16):
             metadata = {k: _meta_value(rng) for k in META_KEYS if rng.random() < 0.7}
@@ -273,10 +276,15 @@ def dataset(tmp_path_factory: pytest.TempPathFactory, real_embedder: Any) -> Pro
             message = {"role": rng.choice(["user", "assistant"]),
                        "content": f"{user} memory {i} {rng.choice(NASTY)}",
                        **({"name": actor} if actor else {})}
+            # Ahead of now, so that every memory stays visible to the filters.
+            expiration = datetime.now(UTC) + timedelta(
+                days=ahead.randint(1, 400), microseconds=ahead.randint(0, 10**6))
             memory.add([message], user_id=user, agent_id=rng.choice([None, "helper"]),
-                       metadata=metadata)
+                       metadata=metadata,
+                       expiration_date=expiration if ahead.random() < 0.4 else None)
     items = memory.get_all(user_id="alice", limit=1000)["results"]
-    times = sorted({i["created_at"] for i in items} | {i["updated_at"] for i in items})
+    times = sorted({i["created_at"] for i in items} | {i["updated_at"] for i in items}
+                   | {i["expiration_date"] for i in items if "expiration_date" in i})
     return PropertyFixture(memory, items, times)
 
 
@@ -347,7 +355,7 @@ def time_leaves(times: list[str]) -> st.SearchStrategy:
     single = st.builds(lambda o, v: {o: v}, op, stamp)
     member = st.builds(lambda o, v: {o: v}, st.sampled_from(["in", "nin"]),
                        st.lists(stamp, min_size=1, max_size=3))
-    key = st.sampled_from(["created_at", "updated_at"])
+    key = st.sampled_from(["created_at", "updated_at", "expiration_date"])
     return st.builds(lambda k, c: {k: c}, key, single | member | st.just("*"))
 
 

@@ -25,7 +25,8 @@ from tests.mcp_scenario import TOOLS, call, fails
 
 pytestmark = pytest.mark.anyio
 
-ADD_ARGUMENTS = "text, messages, user_id, agent_id, run_id, actor_id, metadata"
+ADD_ARGUMENTS = ("text, messages, user_id, agent_id, run_id, actor_id, metadata, "
+                 "expiration_date")
 PYDANTIC_TRACES = ("pydantic", "For further information visit", "input_value=", "input_type=",
                    "type=", "validation error", "Arguments\n", "\n")
 
@@ -84,7 +85,8 @@ async def test_pinned_ids_stay_hidden_and_accepted_while_unknown_ones_are_refuse
         text = await fails(client, "add_memory", "VALIDATION_005", text="x",
                            user_id="mallory", usr_id="mallory")
         assert text == ("VALIDATION_005: add_memory has no argument 'usr_id'; its arguments "
-                        "are text, messages, agent_id, run_id, actor_id, metadata.")
+                        "are text, messages, agent_id, run_id, actor_id, metadata, "
+                        "expiration_date.")
         assert stored(memory, "alice") == [] and stored(memory, "mallory") == []
         added = await call(client, "add_memory", text="alice's secret", user_id="mallory")
     assert added["results"][0]["user_id"] == "alice"

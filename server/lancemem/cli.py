@@ -70,6 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("--actor-id")
     add.add_argument("--metadata", type=_json_object,
                      help='JSON object, e.g. \'{"topic": "food"}\'')
+    add.add_argument("--expiration-date", metavar="WHEN",
+                     help="hide the memory from then on: 2026-12-31 (kept through that day, "
+                          "UTC) or 2026-12-31T18:00:00+01:00")
     search = sub.add_parser("search", parents=[common], help="search memories")
     search.add_argument("query")
     search.add_argument("--limit", type=int, default=10)
@@ -82,16 +85,25 @@ def build_parser() -> argparse.ArgumentParser:
     listing.add_argument("--limit", type=int, default=100)
     listing.add_argument("--actor-id")
     listing.add_argument("--filters", type=_json_object, help="JSON filter object")
-    for name, text in (("get", "show one memory"), ("delete", "delete one memory"),
-                       ("history", "show a memory's history")):
-        sub.add_parser(name, parents=[common], help=text).add_argument("memory_id")
+    by_id = {name: sub.add_parser(name, parents=[common], help=text)
+             for name, text in (("get", "show one memory"), ("delete", "delete one memory"),
+                                ("history", "show a memory's history"))}
+    for parser_by_id in by_id.values():
+        parser_by_id.add_argument("memory_id")
+    for reader in (search, listing, by_id["get"]):
+        reader.add_argument("--show-expired", action="store_true",
+                            help="include memories whose expiration date has passed")
     sub.add_parser("reindex", parents=[common], help="re-embed every memory with --model")
     imp = sub.add_parser("import", parents=[common],
                          help="add memories from a JSON Lines file (one add call per line)")
     imp.add_argument("file", help='lines like {"text": "...", "user_id": "alice"}; - for stdin')
     imp.add_argument("--batch-size", type=int, default=512)
-    sub.add_parser("optimize", parents=[common],
-                   help="compact the store and drop old versions (also done automatically)")
+    optimize = sub.add_parser("optimize", parents=[common],
+                              help="compact the store and drop old versions (also done "
+                                   "automatically)")
+    optimize.add_argument("--purge-expired", action="store_true",
+                          help="first delete every expired memory of every scope (each "
+                               "recorded in history)")
     store_only = argparse.ArgumentParser(add_help=False)
     store_only.add_argument("--db", help="store path or LanceDB URI (env LANCEMEM_DB)")
     store_only.add_argument("--json", action="store_true", help="print JSON instead of text")
@@ -150,7 +162,9 @@ def _print_items(items: list[dict[str, Any]]) -> None:
         score = f"{item['score']:.3f}  " if "score" in item else ""
         scope = " ".join(f"{k}={item[k]}" for k in ("user_id", "agent_id", "run_id", "actor_id")
                          if k in item)
-        print(f"{score}{item['id']}  {item['memory']}\n    [{scope}] {item['created_at']}")
+        expires = f"  expires {item['expiration_date']}" if "expiration_date" in item else ""
+        print(f"{score}{item['id']}  {item['memory']}\n    [{scope}] {item['created_at']}"
+              f"{expires}")
 
 
 def _print_history(entries: list[dict[str, Any]]) -> None:
@@ -170,20 +184,21 @@ def _run_command(args: argparse.Namespace, memory: Memory) -> tuple[Any, Callabl
     """Run one subcommand; returns its JSON result and how to print it for people."""
     ids = _ids(args)
     if args.command == "add":
-        result = memory.add(args.text, actor_id=args.actor_id, metadata=args.metadata, **ids)
+        result = memory.add(args.text, actor_id=args.actor_id, metadata=args.metadata,
+                            expiration_date=args.expiration_date, **ids)
         return result, lambda: [print(f"{r['event']:<4} {r['id']}  {r['memory']}")
                                 for r in result["results"]]
     if args.command == "search":
         result = memory.search(args.query, actor_id=args.actor_id, filters=args.filters,
                                limit=args.limit, threshold=args.threshold, mode=args.mode,
-                               **ids)
+                               show_expired=args.show_expired, **ids)
         return result, lambda: _print_items(result["results"])
     if args.command == "list":
         result = memory.get_all(actor_id=args.actor_id, filters=args.filters,
-                                limit=args.limit, **ids)
+                                limit=args.limit, show_expired=args.show_expired, **ids)
         return result, lambda: _print_items(result["results"])
     if args.command == "get":
-        result = memory.get(args.memory_id, **ids)
+        result = memory.get(args.memory_id, show_expired=args.show_expired, **ids)
         return result, lambda: _print_items([result])
     if args.command == "delete":
         result = memory.delete(args.memory_id, **ids)
@@ -239,11 +254,21 @@ def _import(args: argparse.Namespace, memory: Memory) -> dict[str, Any]:
     return memory.add_many(records, batch_size=args.batch_size, progress=_progress("import"))
 
 
-def _optimize(memory: Memory) -> dict[str, Any]:
+def _optimize(memory: Memory, *, purge_expired: bool) -> dict[str, Any]:
     memory.ensure_open()
     before = memory.store.disk_bytes()
+    purged = {}
+    if purge_expired:
+        purged = {"purged": memory.purge_expired()["deleted"]}
+        memory.history_log.flush()  # their DELETE rows, compacted below with the rest
     memory.store.optimize()
-    return {"bytes_before": before, "bytes_after": memory.store.disk_bytes()}
+    return {**purged, "bytes_before": before, "bytes_after": memory.store.disk_bytes()}
+
+
+def _print_optimized(sizes: dict[str, Any]) -> None:
+    if "purged" in sizes:
+        print(f"purged {sizes['purged']} expired memories")
+    print(f"store size {sizes['bytes_before']:,} -> {sizes['bytes_after']:,} bytes")
 
 
 def _dispatch(args: argparse.Namespace, settings: Settings) -> tuple[Any, Callable[[], None]]:
@@ -262,9 +287,8 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> tuple[Any, Callab
         if args.command == "relations":
             return cli_relations.run(args, memory)
         if args.command == "optimize":
-            sizes = _optimize(memory)
-            return sizes, lambda: print(
-                f"store size {sizes['bytes_before']:,} -> {sizes['bytes_after']:,} bytes")
+            sizes = _optimize(memory, purge_expired=args.purge_expired)
+            return sizes, lambda: _print_optimized(sizes)
         return _run_command(args, memory)
 
 

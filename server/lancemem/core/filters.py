@@ -9,13 +9,15 @@ The language (the same everywhere, whatever the data):
   ``$and``/``$or``/``$not``); NOT of a list matches when none of its filters
   match. Several keys in one dict are ANDed.
 * Keys: ``user_id agent_id run_id actor_id role`` (strings), ``created_at``,
-  ``updated_at`` (ISO-8601), and custom metadata keys, bare (``category``) or
-  as ``metadata.category``, made of letters, digits and ``_`` (at most 64).
+  ``updated_at``, ``expiration_date`` (ISO-8601), and custom metadata keys,
+  bare (``category``) or as ``metadata.category``, made of letters, digits
+  and ``_`` (at most 64).
 * Values compare as their JSON types: ``5`` never equals ``"5"`` or ``true``;
   numbers compare numerically (exactly up to 2**53). ``contains`` tests
   membership on a list and a substring on a string (``%`` and ``_`` literal);
   ``icontains`` is a case-insensitive substring test on strings.
-* A missing key matches nothing, except under ``ne``/``nin`` (it differs).
+* A missing key matches nothing, except under ``ne``/``nin`` (it differs):
+  a memory that never expires has no ``expiration_date``.
 
 Bounds: nesting depth ``MAX_DEPTH``, ``MAX_LIST`` items per list and
 ``MAX_ITEMS`` in all, ``MAX_NODES`` conditions per filter, ``MAX_TEXT``
@@ -54,7 +56,7 @@ MAX_STRING = 10_000
 # their length: each parses the row's JSON tags.)
 MAX_TEXT = 100_000
 STRING_COLUMNS = ("user_id", "agent_id", "run_id", "actor_id", "role")
-TIME_COLUMNS = ("created_at", "updated_at")
+TIME_COLUMNS = ("created_at", "updated_at", "expiration_date")
 UNFILTERABLE = ("id", "memory", "hash", "score", "vector", "metadata")
 LOGIC = {"and": "AND", "or": "OR", "not": "NOT"}
 OPERATORS = ("eq", "ne", "gt", "gte", "lt", "lte", "in", "nin", "contains", "icontains")
@@ -233,7 +235,7 @@ class _Field:
         if key in UNFILTERABLE or bare in UNFILTERABLE:
             raise FilterError(
                 f"{path}: '{key}' cannot be filtered; filter on scope ids, role, "
-                "created_at/updated_at or custom metadata keys."
+                "created_at/updated_at/expiration_date or custom metadata keys."
             )
         if not _KEY_PATTERN.fullmatch(bare):
             raise FilterError(

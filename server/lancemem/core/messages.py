@@ -1,4 +1,5 @@
-"""Checking and normalising what callers pass in: messages, text, metadata, limits.
+"""Checking and normalising what callers pass in: messages, text, metadata,
+limits, expiration dates.
 
 Each check raises ValidationError with a message that tells the caller how to
 fix the call; nothing is silently dropped except system messages, which mem0
@@ -9,8 +10,10 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from .errors import ValidationError
@@ -23,6 +26,11 @@ MAX_MESSAGES = 1_000
 MAX_METADATA_BYTES = 16_384
 MAX_LIMIT = 1_000
 MESSAGE_KEYS = ("role", "content", "name")
+EXPIRATION_FORMS = ("a date such as '2026-12-31' (the memory is kept through that day, UTC) or "
+                    "a datetime such as '2026-12-31T18:00:00+01:00' (no offset means UTC)")
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+_DATETIME = re.compile(
+    r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?(Z|[+-]\d{2}:?\d{2})?")
 
 
 @dataclass(frozen=True)
@@ -157,3 +165,47 @@ def check_threshold(threshold: Any) -> float | None:
     if not math.isfinite(threshold) or not -1.0 <= threshold <= 1.0:
         raise ValidationError(f"'threshold' is {threshold}; use a score from -1 to 1 (e.g. 0.3).")
     return float(threshold)
+
+
+def check_expiration(value: Any, *, field: str = "expiration_date",
+                     removable: bool = False) -> datetime | None:
+    """When a memory expires (an aware UTC datetime), or None if it never does.
+
+    ``value`` is an ISO-8601 date or datetime string (or, from Python, a
+    ``date``/``datetime``). A date keeps the memory through that whole day in
+    UTC: it expires at 00:00 UTC of the next day. A datetime expires at that
+    instant; without an offset it is UTC. None and ``""`` mean no expiration.
+    A moment already past is accepted (imports need it): the memory is then
+    hidden at once. ``removable`` adds to the error that ``""`` removes one.
+    """
+    if isinstance(value, str):
+        value = value.strip()
+    if value is None or value == "":
+        return None
+    more = "; or '' to remove it" if removable else ""
+    if not isinstance(value, str | date):
+        raise ValidationError(f"'{field}' must be a string, got {type(value).__name__}; "
+                              f"use {EXPIRATION_FORMS}{more}.")
+    try:
+        return _expiration_moment(value)
+    except (ValueError, OverflowError):
+        shown = value if len(str(value)) <= 64 else f"{str(value)[:61]}..."
+        raise ValidationError(f"'{field}' is {shown!r}, which is not an ISO-8601 date or "
+                              f"datetime (years 0001-9999); use {EXPIRATION_FORMS}{more}."
+                              ) from None
+
+
+def _expiration_moment(value: str | date) -> datetime:
+    """The UTC instant ``value`` names; ValueError or OverflowError if none."""
+    if isinstance(value, str):
+        if _DATE.fullmatch(value):
+            value = date.fromisoformat(value)
+        elif _DATETIME.fullmatch(value):
+            value = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        else:
+            raise ValueError(value)
+    if not isinstance(value, datetime):  # a date: kept through that day
+        value = datetime.combine(value + timedelta(days=1), time(), UTC)
+    elif value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)

@@ -13,7 +13,8 @@ import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any
+from enum import Enum
+from typing import Any, Literal
 
 from .errors import ValidationError
 from .filters import metadata_columns
@@ -22,7 +23,14 @@ from .scoping import SCOPE_KEYS
 
 ITEM_FIELDS = ("user_id", "agent_id", "run_id", "actor_id", "role")
 RECORD_KEYS = frozenset({"text", "messages", "user_id", "agent_id", "run_id", "actor_id",
-                         "metadata"})
+                         "metadata", "expiration_date"})
+
+
+class _Keep(Enum):
+    KEEP = "keep"
+
+
+KEEP = _Keep.KEEP  # MemoryRecord.revised: leave the expiration date as it is
 
 
 @dataclass(frozen=True)
@@ -33,6 +41,7 @@ class Plan:
     scope: dict[str, Any]
     custom: dict[str, Any]
     actor: str | None
+    expiration: datetime | None = None
 
 
 def text_hash(text: str) -> str:
@@ -49,6 +58,12 @@ def document_text(memory: str, actor_id: str | None) -> str:
     to .63. The SQL twin is storage_schema._SEARCH_TEXT_SQL.
     """
     return memory if actor_id is None else f"{actor_id}: {memory}"
+
+
+def is_expired(expiration_date: datetime | None, now: datetime) -> bool:
+    """Whether a memory expiring then is expired at ``now``: from that instant
+    on. The SQL twin is storage.sql.unexpired."""
+    return expiration_date is not None and expiration_date <= now
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +87,7 @@ class MemoryRecord:
     metadata: Mapping[str, Any]
     created_at: datetime
     updated_at: datetime
+    expiration_date: datetime | None = None
     vector: Sequence[float] | None = None
 
     @classmethod
@@ -80,7 +96,8 @@ class MemoryRecord:
         return cls(id=str(uuid.uuid4()), memory=message.content,
                    user_id=plan.scope.get("user_id"), agent_id=plan.scope.get("agent_id"),
                    run_id=plan.scope.get("run_id"), actor_id=message.name or plan.actor,
-                   role=message.role, metadata=plan.custom, created_at=now, updated_at=now)
+                   role=message.role, metadata=plan.custom, created_at=now, updated_at=now,
+                   expiration_date=plan.expiration)
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> MemoryRecord:
@@ -90,7 +107,8 @@ class MemoryRecord:
                    agent_id=row.get("agent_id"), run_id=row.get("run_id"),
                    actor_id=row.get("actor_id"), role=row.get("role"),
                    metadata=json.loads(raw) if raw else {}, created_at=row["created_at"],
-                   updated_at=row["updated_at"], vector=row.get("vector"))
+                   updated_at=row["updated_at"], expiration_date=row.get("expiration_date"),
+                   vector=row.get("vector"))
 
     @property
     def hash(self) -> str:
@@ -102,17 +120,25 @@ class MemoryRecord:
         """What the embedding and the full-text index see (``document_text``)."""
         return document_text(self.memory, self.actor_id)
 
+    def expired(self, now: datetime) -> bool:
+        """Whether this memory is expired at ``now`` (``is_expired``)."""
+        return is_expired(self.expiration_date, now)
+
     def revised(self, *, updated_at: datetime, text: str | None = None,
                 metadata: Mapping[str, Any] | None = None,
-                vector: Sequence[float] | None = None) -> MemoryRecord:
-        """The same memory with new text (and the vector of its new search text)
-        and/or new metadata; scope and attribution never change."""
+                vector: Sequence[float] | None = None,
+                expiration_date: datetime | Literal[_Keep.KEEP] | None = KEEP) -> MemoryRecord:
+        """The same memory with new text (and the vector of its new search text),
+        new metadata and/or a new expiration date (None: never expires); scope
+        and attribution never change."""
         if text is not None and vector is None:
             raise ValueError("new text needs the vector of its new search text")
         return replace(self, updated_at=updated_at,
                        memory=self.memory if text is None else text,
                        vector=self.vector if text is None else vector,
-                       metadata=self.metadata if metadata is None else metadata)
+                       metadata=self.metadata if metadata is None else metadata,
+                       expiration_date=(self.expiration_date if expiration_date is KEEP
+                                        else expiration_date))
 
     def to_row(self) -> dict[str, Any]:
         """The row to store, derived columns included (``vector`` only once set)."""
@@ -123,13 +149,15 @@ class MemoryRecord:
             "metadata": json.dumps(dict(self.metadata), ensure_ascii=False),
             **metadata_columns(self.metadata),
             "created_at": self.created_at, "updated_at": self.updated_at,
+            "expiration_date": self.expiration_date,
         }
         if self.vector is not None:
             row["vector"] = list(self.vector)
         return row
 
     def to_item(self, *, score: float | None = None) -> dict[str, Any]:
-        """mem0's shape: scope fields on top (when set), custom keys under metadata."""
+        """mem0's shape: scope fields on top (when set), custom keys under metadata,
+        ``expiration_date`` (the instant it expires, ISO-8601 UTC) when set."""
         item: dict[str, Any] = {
             "id": self.id, "memory": self.memory, "hash": self.hash,
             "metadata": dict(self.metadata), "created_at": self.created_at.isoformat(),
@@ -138,6 +166,8 @@ class MemoryRecord:
         for key in ITEM_FIELDS:
             if getattr(self, key) is not None:
                 item[key] = getattr(self, key)
+        if self.expiration_date is not None:
+            item["expiration_date"] = self.expiration_date.isoformat()
         if score is not None:
             item["score"] = score
         return item

@@ -30,10 +30,11 @@ from .filters import compile_where, sql_string
 
 SCOPE_KEYS = ("user_id", "agent_id", "run_id")
 ACTOR_KEY = "actor_id"
+EXPIRATION_KEY = "expiration_date"  # a column of its own, given as an argument
 RESERVED_KEYS = frozenset(
     {
         "id", "memory", "hash", "user_id", "agent_id", "run_id", "actor_id",
-        "role", "created_at", "updated_at", "score", "vector",
+        "role", "created_at", "updated_at", "score", "vector", "expiration_date",
     }
 )
 MAX_ID_LENGTH = 256
@@ -98,7 +99,7 @@ def check_custom_metadata(metadata: Mapping[str, Any]) -> None:
         if key in RESERVED_KEYS:
             hint = (
                 f"pass it as the '{key}' argument instead"
-                if key in (*SCOPE_KEYS, ACTOR_KEY)
+                if key in (*SCOPE_KEYS, ACTOR_KEY, EXPIRATION_KEY)
                 else "rename it (for example 'my_" + key + "')"
             )
             raise ReservedKeyError(

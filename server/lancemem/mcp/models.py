@@ -35,7 +35,10 @@ class AddEvent(Scope):
 
     id: str = Field(description="The memory's id.")
     memory: str = Field(description="The stored text.")
-    event: str = Field(description="'ADD' (stored) or 'NONE' (already stored in this scope).")
+    event: str = Field(description="'ADD' (stored), 'NONE' (already stored in this scope) or "
+                                   "'UPDATE' (an expired copy brought back).")
+    expiration_date: str | None = Field(
+        default=None, description="When it expires (ISO-8601, UTC), if it does.")
 
 
 class AddResult(BaseModel):
@@ -53,6 +56,9 @@ class MemoryItem(Scope):
     metadata: dict[str, Any] = Field(description="Custom metadata given when it was stored.")
     created_at: str = Field(description="When it was stored (ISO-8601, UTC).")
     updated_at: str = Field(description="When it last changed (ISO-8601, UTC).")
+    expiration_date: str | None = Field(
+        default=None, description="When it expires (ISO-8601, UTC), if it does: a date "
+        "given as '2026-12-31' is 2027-01-01T00:00:00+00:00 here.")
     score: float | None = Field(
         default=None, description="Similarity to the query (search only); higher is closer."
     )

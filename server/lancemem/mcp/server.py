@@ -62,7 +62,7 @@ back beside search_memories results."""
 
 FILTERS_HELP = (
     "Optional filter object. Keys: custom metadata keys, actor_id, role, created_at, "
-    "updated_at. Operators: eq ne gt gte lt lte in nin contains icontains; logic: "
+    "updated_at, expiration_date. Operators: eq ne gt gte lt lte in nin contains icontains; logic: "
     'AND OR NOT with lists. Examples: {"category": "food"}; '
     '{"AND": [{"priority": {"gte": 5}}, {"created_at": {"gt": "2026-01-01"}}]}.'
 )
@@ -84,6 +84,13 @@ MemoryId = Annotated[str, Field(description="The memory's id, as returned by add
 Filters = Annotated[dict[str, Any] | None, Field(description=FILTERS_HELP)]
 Metadata = Annotated[dict[str, Any] | None, Field(
     description='Custom key/value data to store with the memory, e.g. {"category": "food"}.')]
+ExpirationDate = Annotated[str | None, Field(
+    description="When the memory stops being relevant, e.g. for a plan or a temporary fact: "
+    "a date '2026-12-31' (kept through that day, UTC) or a datetime "
+    "'2026-12-31T18:00:00+01:00' (no offset means UTC). From then on search, list and get "
+    "leave it out (show_expired shows it); a date already past hides it at once.")]
+ShowExpired = Annotated[bool, Field(
+    description="Also return memories whose expiration_date has passed (hidden by default).")]
 
 _READ = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True,
                         open_world_hint=False)
@@ -176,13 +183,16 @@ def build_server(settings: Settings, *, memory: Memory | None = None,
             description="Chat messages to remember, each stored as one memory.")] = None,
         user_id: UserId = None, agent_id: AgentId = None, run_id: RunId = None,
         actor_id: ActorId = None, metadata: Metadata = None,
+        expiration_date: ExpirationDate = None,
     ) -> AddResult:
         """Remember something for later conversations.
 
         Use when the user shares a fact, preference, plan or decision worth recalling
         later. Pass `text`, or `messages` (each message becomes one memory, its `name`
         recorded as who said it). Text already stored in the same scope is not stored
-        twice (event NONE).
+        twice (event NONE; UPDATE when that copy had expired: it comes back with this
+        call's expiration_date). Give `expiration_date` for facts that stop being
+        true, e.g. "visiting Lisbon until 2026-12-31".
         """
         if (text is None) == (messages is None):
             raise ValidationError("give exactly one of 'text' or 'messages'.")
@@ -190,7 +200,8 @@ def build_server(settings: Settings, *, memory: Memory | None = None,
             m.model_dump(exclude_none=True) for m in messages or []]
         return AddResult.model_validate(await call(
             memory.add, payload, user_id=user_id, agent_id=agent_id, run_id=run_id,
-            actor_id=actor_id, metadata=metadata, principal=current_principal()))
+            actor_id=actor_id, metadata=metadata, principal=current_principal(),
+            expiration_date=expiration_date))
 
     async def search_memories(
         query: Annotated[str, Field(description="What to look for, in natural language.")],
@@ -203,11 +214,13 @@ def build_server(settings: Settings, *, memory: Memory | None = None,
             description="How to rank: 'hybrid' (meaning and shared words, the usual "
             "default), 'vector' (meaning only) or 'keyword' (shared words only, BM25). "
             "Leave unset for the server's default.")] = None,
+        show_expired: ShowExpired = False,
     ) -> SearchResult:
         """Find the memories most relevant to a query, best first, each with a score.
 
         Use before answering anything that may depend on what you learned earlier.
         Put names and distinctive words in the query: they are matched as words too.
+        Expired memories are left out unless show_expired is true.
         Example filters: {"category": "food"} or
         {"AND": [{"priority": {"gte": 5}}, {"created_at": {"gt": "2026-01-01"}}]}.
         Beside the memories, `relations` lists stored relations about the entities
@@ -215,27 +228,32 @@ def build_server(settings: Settings, *, memory: Memory | None = None,
         """
         return SearchResult.model_validate(await call(
             memory.search, query, user_id=user_id, agent_id=agent_id, run_id=run_id,
-            actor_id=actor_id, filters=filters, limit=limit, threshold=threshold, mode=mode))
+            actor_id=actor_id, filters=filters, limit=limit, threshold=threshold, mode=mode,
+            show_expired=show_expired))
 
     async def list_memories(
         user_id: UserId = None, agent_id: AgentId = None, run_id: RunId = None,
         actor_id: ActorId = None, filters: Filters = None,
         limit: Annotated[int, Field(ge=1, le=1000, description="At most this many.")] = 100,
+        show_expired: ShowExpired = False,
     ) -> MemoryList:
         """List the memories in a scope, newest first.
 
-        Use to review everything known about a user, agent or session. Example filters:
-        {"category": "food"} or {"OR": [{"role": "assistant"}, {"tags": {"contains": "x"}}]}.
+        Use to review everything known about a user, agent or session. Expired memories
+        are left out unless show_expired is true. Example filters: {"category": "food"}
+        or {"OR": [{"role": "assistant"}, {"tags": {"contains": "x"}}]}.
         """
         return MemoryList.model_validate(await call(
             memory.get_all, user_id=user_id, agent_id=agent_id, run_id=run_id,
-            actor_id=actor_id, filters=filters, limit=limit))
+            actor_id=actor_id, filters=filters, limit=limit, show_expired=show_expired))
 
     async def get_memory(memory_id: MemoryId, user_id: UserId = None, agent_id: AgentId = None,
-                         run_id: RunId = None) -> MemoryItem:
-        """Read one memory by its id (only if it is in your scope)."""
+                         run_id: RunId = None, show_expired: ShowExpired = False) -> MemoryItem:
+        """Read one memory by its id (only if it is in your scope; an expired one only
+        with show_expired, otherwise it is reported as not found)."""
         return MemoryItem.model_validate(await call(
-            memory.get, memory_id, user_id=user_id, agent_id=agent_id, run_id=run_id))
+            memory.get, memory_id, user_id=user_id, agent_id=agent_id, run_id=run_id,
+            show_expired=show_expired))
 
     async def update_memory(
         memory_id: MemoryId,
@@ -243,15 +261,22 @@ def build_server(settings: Settings, *, memory: Memory | None = None,
         metadata: Annotated[dict[str, Any] | None, Field(
             description="New custom metadata; replaces the old metadata.")] = None,
         user_id: UserId = None, agent_id: AgentId = None, run_id: RunId = None,
+        expiration_date: Annotated[str | None, Field(
+            description="A new expiration date, replacing the old one: a date '2026-12-31' "
+            "(kept through that day, UTC) or a datetime '2026-12-31T18:00:00+01:00'. "
+            "'' removes it: the memory never expires.")] = None,
     ) -> MemoryItem:
-        """Correct a memory's text and/or replace its metadata; its scope never changes.
+        """Correct a memory's text, replace its metadata and/or change when it expires;
+        its scope never changes.
 
-        Use when a remembered fact changed (the user moved, changed their mind).
-        The change is kept in the memory's history.
+        Use when a remembered fact changed (the user moved, changed their mind), or to
+        extend or end a memory's life. Expired memories can be updated too. The change
+        is kept in the memory's history.
         """
         return MemoryItem.model_validate(await call(
             memory.update, memory_id, text=text, metadata=metadata, user_id=user_id,
-            agent_id=agent_id, run_id=run_id, principal=current_principal()))
+            agent_id=agent_id, run_id=run_id, principal=current_principal(),
+            expiration_date=expiration_date))
 
     async def delete_memory(memory_id: MemoryId, user_id: UserId = None,
                             agent_id: AgentId = None, run_id: RunId = None) -> Deleted:

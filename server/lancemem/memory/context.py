@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from ..core.errors import NotFoundError, ValidationError
@@ -60,14 +61,16 @@ class Context:
             defaults=self.defaults,
         )
 
-    def find(self, memory_id: Any, ids: Mapping[str, Any], *,
-             with_vector: bool = False) -> MemoryRecord:
-        """The stored memory with this id inside the caller's scope, or NotFoundError."""
+    def find(self, memory_id: Any, ids: Mapping[str, Any], *, with_vector: bool = False,
+             live_at: datetime | None = None) -> MemoryRecord:
+        """The stored memory with this id inside the caller's scope, or NotFoundError;
+        with ``live_at``, one expired at that moment is NotFoundError too."""
         if not isinstance(memory_id, str) or not memory_id.strip():
             raise ValidationError("'memory_id' must be a non-empty string such as the id "
                                   "returned by add or search.")
         where = self.scope(ids).where()
-        record = self.tables().memories.find(memory_id.strip(), where, with_vector=with_vector)
+        record = self.tables().memories.find(memory_id.strip(), where, with_vector=with_vector,
+                                             live_at=live_at)
         if record is None:
             raise NotFoundError(not_found(memory_id))
         return record
@@ -77,3 +80,8 @@ def not_found(memory_id: Any) -> str:
     """The one message for a memory that is missing or outside the caller's scope."""
     return (f"no memory with id {memory_id!r} in this scope; list or search memories "
             "to find the right id.")
+
+
+def live_at(show_expired: bool) -> datetime | None:
+    """The moment a read hides memories expired at (now), or None to show them all."""
+    return None if show_expired else datetime.now(UTC)

@@ -13,6 +13,7 @@ import functools
 import logging
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import date
 from typing import Any
 
 from ..core.config import DEFAULT_MODE, Settings, check_mode, load_settings
@@ -150,23 +151,34 @@ class Memory:
     def add(self, messages: Any, *, user_id: str | None = None, agent_id: str | None = None,
             run_id: str | None = None, actor_id: str | None = None,
             metadata: Mapping[str, Any] | None = None,
-            principal: Principal | None = None) -> dict[str, Any]:
+            principal: Principal | None = None,
+            expiration_date: str | date | None = None) -> dict[str, Any]:
         """Store each non-system message as one memory.
 
         ``messages`` is a string, a ``{role, content, name?}`` dict or a list of
         them. A message's ``name`` becomes its ``actor_id`` (``actor_id`` applies
         to messages without a name). Text already stored in the same scope is
-        not stored again: its existing id comes back with event ``NONE``.
+        not stored again: its existing id comes back with event ``NONE``
+        (``UPDATE`` if that copy had expired: it is revived with this call's
+        ``expiration_date``).
         ``principal`` (an authenticated server's caller) is recorded in history;
         binding the ids to it is the caller's job (principal.bind_ids).
+
+        ``expiration_date`` (ISO-8601 date ``"2026-12-31"``, datetime
+        ``"2026-12-31T18:00:00+01:00"``, or a ``date``/``datetime``) hides the
+        memory from search/get_all/get from then on: a date keeps it through
+        that day (UTC), a datetime without an offset is UTC. A moment already
+        past is accepted, and the memory is hidden at once.
         """
         return self._writer.add(messages, ids=_ids(user_id, agent_id, run_id),
-                                actor_id=actor_id, metadata=metadata, principal=principal)
+                                actor_id=actor_id, metadata=metadata, principal=principal,
+                                expiration_date=expiration_date)
 
     def add_many(self, records: Iterable[Mapping[str, Any]], *, batch_size: int = 512,
                  progress: Callable[[int, int], None] | None = None) -> dict[str, int]:
         """Store many records (each the keyword arguments of ``add``, with
-        ``messages`` or ``text``), embedding and writing them in batches.
+        ``messages`` or ``text``, ``expiration_date`` included), embedding and
+        writing them in batches; ``added`` counts revived expired copies too.
 
         Every record is checked before anything is written, so a bad record
         stores nothing; its error names the record's position. Re-running an
@@ -177,45 +189,56 @@ class Memory:
     def search(self, query: str, *, user_id: str | None = None, agent_id: str | None = None,
                run_id: str | None = None, actor_id: str | None = None,
                filters: Mapping[str, Any] | None = None, limit: int = 10,
-               threshold: float | None = None, mode: str | None = None) -> dict[str, Any]:
+               threshold: float | None = None, mode: str | None = None,
+               show_expired: bool = False) -> dict[str, Any]:
         """Memories in scope that best match ``query``, best first, each with a score.
 
         ``mode`` ranks by meaning (``vector``), by shared words (``keyword``,
         BM25) or by both fused (``hybrid``); None uses the configured default.
         In every mode the score is the cosine similarity to the query (higher
         is closer) and ``threshold`` drops results scoring below it. The search
-        is exact within the scope. ``relations`` beside ``results`` holds the
+        is exact within the scope. Expired memories are left out unless
+        ``show_expired``. ``relations`` beside ``results`` holds the
         scope's relations touching entities that the query or the returned
         memories name (search_relations' score), at most ``limit``.
         """
         return self._searcher.search(query, ids=_ids(user_id, agent_id, run_id),
                                      actor_id=actor_id, filters=filters, limit=limit,
                                      threshold=threshold, mode=mode,
-                                     default_mode=self.search_mode)
+                                     default_mode=self.search_mode,
+                                     show_expired=show_expired)
 
     def get_all(self, *, user_id: str | None = None, agent_id: str | None = None,
                 run_id: str | None = None, actor_id: str | None = None,
-                filters: Mapping[str, Any] | None = None, limit: int = 100) -> dict[str, Any]:
-        """Memories in scope, newest first, at most ``limit``."""
+                filters: Mapping[str, Any] | None = None, limit: int = 100,
+                show_expired: bool = False) -> dict[str, Any]:
+        """Memories in scope, newest first, at most ``limit``; expired ones only
+        with ``show_expired``."""
         return self._searcher.get_all(ids=_ids(user_id, agent_id, run_id), actor_id=actor_id,
-                                      filters=filters, limit=limit)
+                                      filters=filters, limit=limit, show_expired=show_expired)
 
     def get(self, memory_id: str, *, user_id: str | None = None, agent_id: str | None = None,
-            run_id: str | None = None) -> dict[str, Any]:
-        """One memory by id, if it is in the caller's scope."""
-        return self._searcher.get(memory_id, ids=_ids(user_id, agent_id, run_id))
+            run_id: str | None = None, show_expired: bool = False) -> dict[str, Any]:
+        """One memory by id, if it is in the caller's scope; an expired one is
+        NOT_FOUND_001, like a missing one, unless ``show_expired``."""
+        return self._searcher.get(memory_id, ids=_ids(user_id, agent_id, run_id),
+                                  show_expired=show_expired)
 
     def update(self, memory_id: str, *, text: str | None = None,
                metadata: Mapping[str, Any] | None = None, user_id: str | None = None,
                agent_id: str | None = None, run_id: str | None = None,
-               principal: Principal | None = None) -> dict[str, Any]:
-        """Change a memory's text (re-embedded) and/or replace its custom metadata.
+               principal: Principal | None = None,
+               expiration_date: str | date | None = None) -> dict[str, Any]:
+        """Change a memory's text (re-embedded), replace its custom metadata,
+        and/or give it a new ``expiration_date`` (as for ``add``; ``""``
+        removes it, None keeps it). Expired memories can be updated.
 
         The scope and attribution never change. Returns the updated memory.
         ``principal`` is recorded in history, as for ``add``.
         """
         return self._writer.update(memory_id, text=text, metadata=metadata,
-                                   ids=_ids(user_id, agent_id, run_id), principal=principal)
+                                   ids=_ids(user_id, agent_id, run_id), principal=principal,
+                                   expiration_date=expiration_date)
 
     def delete(self, memory_id: str, *, user_id: str | None = None,
                agent_id: str | None = None, run_id: str | None = None,
@@ -299,6 +322,11 @@ class Memory:
                          run_id: str | None = None) -> dict[str, Any]:
         """Every recorded change to one relation in scope, oldest first."""
         return self._relations.history(relation_id, ids=_ids(user_id, agent_id, run_id))
+
+    def purge_expired(self) -> dict[str, int]:
+        """Delete every memory of every scope whose expiration date has passed,
+        each with a DELETE history row; returns ``{"deleted": n}``."""
+        return self._writer.purge_expired()
 
     def history(self, memory_id: str, *, user_id: str | None = None,
                 agent_id: str | None = None, run_id: str | None = None) -> dict[str, Any]:

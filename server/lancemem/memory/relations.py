@@ -107,9 +107,9 @@ class Relations:
         outcome: dict[str, tuple[Relation, str]] = {}
         for relation in fresh:
             outcome[relation.id] = (relation, ADD if relation.id in inserted else NONE)
-        for relation_id_, relation in stored.items():
-            outcome[relation_id_] = ((self._revalidate(graph, relation), ADD)
-                                     if not relation.valid else (relation, NONE))
+        for relation in unique:
+            if relation.id in stored:
+                outcome[relation.id] = self._revalidate(graph, stored[relation.id], relation)
         changed = [relation for relation, event in outcome.values() if event == ADD]
         graph.log.record_soon([rh.history_row(r, ADD, now=now, principal=principal)
                                for r in changed])
@@ -139,9 +139,21 @@ class Relations:
                 return revised
         raise ConflictError(f"relation {relation.id!r} kept changing; try again.")
 
-    def _revalidate(self, graph: RelationTables, relation: Relation) -> Relation:
-        kept = self._swap(graph, relation, lambda r, moment: r.revalidated(moment))
-        return kept or relation
+    def _revalidate(self, graph: RelationTables, stored: Relation,
+                    planned: Relation) -> tuple[Relation, str]:
+        """A stored triple added again: ADD if this call made it valid again, NONE
+        if it was valid (another writer may have just revalidated it); stored
+        anew if another writer deleted it meanwhile."""
+        if stored.valid:
+            return stored, NONE
+        kept = self._swap(graph, stored, lambda r, moment: None if r.valid else
+                          r.revalidated(moment))
+        if kept is not None:
+            return kept, ADD
+        found = graph.relations.by_ids([stored.id], "true")
+        if found:
+            return found[0], NONE
+        return planned, ADD if graph.relations.insert_new([planned]) else NONE
 
     def _replaced(self, graph: RelationTables, planned: list[Relation], scope: Scope,
                   mine: set[str], principal: Principal | None) -> list[Relation]:

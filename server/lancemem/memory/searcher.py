@@ -12,7 +12,7 @@ from ..core.scoping import scope_where
 from ..search.retrieval import CANDIDATES, cosine_scores, fuse, top_cosine
 from ..storage import history as hist
 from ..storage.snapshot import Ranked, Snapshot
-from .context import Context
+from .context import Context, live_at
 from .relations import Relations
 
 
@@ -25,8 +25,9 @@ class Searcher:
 
     def search(self, query: str, *, ids: Mapping[str, Any], actor_id: Any, filters: Any,
                limit: int, threshold: float | None, mode: str | None,
-               default_mode: str) -> dict[str, Any]:
-        """Memory.search: exact within the scope, ranked as ``mode`` says.
+               default_mode: str, show_expired: bool = False) -> dict[str, Any]:
+        """Memory.search: exact within the scope, ranked as ``mode`` says;
+        expired memories only with ``show_expired``.
 
         The scope's vectors and the keyword hits are read while the query is
         embedded (neither needs its vector); the few rows returned are read
@@ -38,7 +39,7 @@ class Searcher:
         chosen = default_mode if mode is None else check_mode(mode)
         call = self._ctx.scope(ids, actor_id=actor_id, filters=filters)
         where = call.where()
-        snapshot = self._ctx.tables().memories.snapshot()
+        snapshot = self._ctx.tables().memories.snapshot(live_at=live_at(show_expired))
         depth = max(limit, CANDIDATES) if chosen == "hybrid" else limit
         run_soon = self._ctx.runtime.run_soon
         scope = None if chosen == "keyword" else run_soon(snapshot.scope_vectors, where)
@@ -63,17 +64,20 @@ class Searcher:
         return {"results": items, "relations": relations}
 
     def get_all(self, *, ids: Mapping[str, Any], actor_id: Any, filters: Any,
-                limit: int) -> dict[str, Any]:
-        """Memory.get_all: newest first, at most ``limit``."""
+                limit: int, show_expired: bool = False) -> dict[str, Any]:
+        """Memory.get_all: newest first, at most ``limit``; expired memories
+        only with ``show_expired``."""
         limit = check_limit(limit)
         where = self._ctx.scope(ids, actor_id=actor_id, filters=filters).where()
-        records = self._ctx.tables().memories.select(where)
+        records = self._ctx.tables().memories.select(where, live_at=live_at(show_expired))
         records.sort(key=lambda record: (record.created_at, record.id), reverse=True)
         return {"results": [record.to_item() for record in records[:limit]]}
 
-    def get(self, memory_id: str, *, ids: Mapping[str, Any]) -> dict[str, Any]:
-        """Memory.get: one memory, if it is in the caller's scope."""
-        return self._ctx.find(memory_id, ids).to_item()
+    def get(self, memory_id: str, *, ids: Mapping[str, Any],
+            show_expired: bool = False) -> dict[str, Any]:
+        """Memory.get: one memory, if it is in the caller's scope (and not
+        expired, unless ``show_expired``)."""
+        return self._ctx.find(memory_id, ids, live_at=live_at(show_expired)).to_item()
 
     def history(self, memory_id: str, *, ids: Mapping[str, Any]) -> dict[str, Any]:
         """Memory.history: one memory's changes, oldest first."""

@@ -1,21 +1,24 @@
-"""Memory's writes: add, add_many, update, delete, delete_all.
+"""Memory's writes: add, add_many, update, delete, delete_all, purge_expired.
 
 Each change is committed to the memories table first and handed to the
 history writer second (history.py), so a crash in between leaves a change
 without its history row, which the next open repairs (consistency.py).
+Where an add's messages go (new, NONE, or an expired copy revived) is
+placement.py's.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from ..core.errors import ConflictError, NotFoundError, ValidationError
-from ..core.messages import check_metadata, check_text, normalise_messages
+from ..core.messages import check_expiration, check_metadata, check_text, normalise_messages
 from ..core.principal import Principal
 from ..core.records import (
+    KEEP,
     MemoryRecord,
     Plan,
     chunks,
@@ -27,6 +30,7 @@ from ..core.records import (
 from ..storage import history as hist
 from ..storage.retries import backoff
 from .context import Context, Tables, not_found
+from .placement import Placement, Revival, later_than, revive
 
 EAGER_EMBED = 16  # adds of up to this many texts embed them before the duplicate check
 _ID_CHUNK = 500
@@ -41,9 +45,10 @@ class Writer:
         self._ctx = context
 
     def add(self, messages: Any, *, ids: Mapping[str, Any], actor_id: Any, metadata: Any,
-            principal: Principal | None) -> dict[str, Any]:
+            principal: Principal | None, expiration_date: Any = None) -> dict[str, Any]:
         """Memory.add: each non-system message stored once per scope."""
-        plan = self._plan(messages, **ids, actor_id=actor_id, metadata=metadata)
+        plan = self._plan(messages, **ids, actor_id=actor_id, metadata=metadata,
+                          expiration_date=expiration_date)
         tables = self._ctx.tables()
         return {"results": self._commit(tables, [plan], principal=principal)[0]}
 
@@ -56,7 +61,8 @@ class Writer:
         done, added = 0, 0
         for chunk in chunks(plans, batch_size):
             results = self._commit(tables, chunk)
-            added += sum(r["event"] == "ADD" for batch in results for r in batch)
+            # An expired copy revived counts as added: it is back.
+            added += sum(r["event"] in ("ADD", "UPDATE") for batch in results for r in batch)
             done += sum(len(plan.messages) for plan in chunk)
             if progress:
                 progress(done, total)
@@ -70,17 +76,20 @@ class Writer:
             raise type(exc)(f"record {index + 1}: {exc.message}") from None
 
     def _plan(self, messages: Any, *, user_id: Any = None, agent_id: Any = None,
-              run_id: Any = None, actor_id: Any = None, metadata: Any = None) -> Plan:
+              run_id: Any = None, actor_id: Any = None, metadata: Any = None,
+              expiration_date: Any = None) -> Plan:
         """Check one add call's input and resolve its scope; nothing is written."""
         items = normalise_messages(messages)
         custom = check_metadata(metadata)
+        expiration = check_expiration(expiration_date)
         call = self._ctx.scope({"user_id": user_id, "agent_id": agent_id, "run_id": run_id},
                                actor_id=actor_id, metadata=custom)
-        return Plan(items, call.scope.ids(), custom, call.scope.actor_id)
+        return Plan(items, call.scope.ids(), custom, call.scope.actor_id, expiration)
 
     def _commit(self, tables: Tables, plans: list[Plan], *,
-                principal: Principal | None = None) -> Results:
-        """Store planned messages, skipping text already in the same scope.
+                principal: Principal | None = None, attempt: int = 0) -> Results:
+        """Store planned messages, skipping text already in the same scope
+        (reviving it where that copy has expired: placement.py).
 
         A small add embeds its texts while the duplicates are looked up (a
         duplicate's embedding is wasted); a batch looks first and embeds only
@@ -99,17 +108,35 @@ class Writer:
         checked_at = tables.memories.version()
         known = {key: tables.memories.duplicates(scopes[key], hashes, checked_at)
                  for key, hashes in wanted.items()}
-        now = datetime.now(UTC)
-        out, new, added = _new_records(plans, known, now)
-        earlier = self._write_new(tables, new, now, checked_at=checked_at,
-                                  embedded=eager.result() if eager and new else None,
+        placed = Placement(datetime.now(UTC))
+        out = [[placed.place(plan, message, known[scope_key(plan)]) for message in plan.messages]
+               for plan in plans]
+        earlier = self._write_new(tables, placed.new, placed.now, checked_at=checked_at,
+                                  embedded=eager.result() if eager and placed.new else None,
                                   principal=principal)
         for record_id, kept in earlier.items():  # another writer stored the same text first
-            result = added[record_id]
-            for key in ("actor_id", "role"):
+            result = placed.added[record_id]
+            for key in ("actor_id", "role", "expiration_date"):
                 result.pop(key, None)
             result.update(id=kept, event="NONE")
+        self._revive(tables, placed.revivals, placed.now, principal=principal, attempt=attempt)
         return out
+
+    def _revive(self, tables: Tables, revivals: list[Revival], now: datetime, *,
+                principal: Principal | None, attempt: int) -> None:
+        """Bring back the expired copies an add found; text whose copy was
+        deleted meanwhile (a purge) is added anew, its result replaced."""
+        gone = [revival for revival in revivals if not revive(tables, revival, now, principal)]
+        if not gone:
+            return
+        if attempt >= _UPDATE_ATTEMPTS:
+            raise ConflictError("memories kept disappearing while they were being added; "
+                                "add them again.")
+        plans = [replace(revival.plan, messages=[revival.message]) for revival in gone]
+        again = self._commit(tables, plans, principal=principal, attempt=attempt + 1)
+        for revival, results in zip(gone, again, strict=True):
+            revival.result.clear()
+            revival.result.update(results[0])
 
     def _embed_documents(self, documents: list[str]) -> dict[str, list[float]]:
         return dict(zip(documents, self._ctx.embedder.embed_documents(documents), strict=True))
@@ -135,12 +162,18 @@ class Writer:
         return earlier
 
     def update(self, memory_id: str, *, text: str | None, metadata: Mapping[str, Any] | None,
-               ids: Mapping[str, Any], principal: Principal | None) -> dict[str, Any]:
-        """Memory.update: a compare-and-swap, retried while other writers win it."""
-        if text is None and metadata is None:
-            raise ValidationError("give 'text', 'metadata' or both to update a memory.")
+               ids: Mapping[str, Any], principal: Principal | None,
+               expiration_date: Any = None) -> dict[str, Any]:
+        """Memory.update: a compare-and-swap, retried while other writers win it.
+
+        ``expiration_date`` None keeps the memory's; ``""`` removes it."""
+        if text is None and metadata is None and expiration_date is None:
+            raise ValidationError("give 'text', 'metadata' and/or 'expiration_date' to update "
+                                  "a memory.")
         new_text = check_text(text) if text is not None else None
         custom = check_metadata(metadata) if metadata is not None else None
+        expiration = KEEP if expiration_date is None else check_expiration(
+            expiration_date, removable=True)
         vector = None
         for attempt in range(_UPDATE_ATTEMPTS):
             if attempt:
@@ -152,10 +185,7 @@ class Writer:
                 vector = self._ctx.embedder.embed_documents([document])[0]
             record = stored.revised(
                 text=new_text if text_changes else None, vector=vector if text_changes else None,
-                metadata=custom,
-                # Strictly later than the version read, whatever the clocks of other
-                # processes say, so history sorts in the order the updates landed.
-                updated_at=max(datetime.now(UTC), stored.updated_at + timedelta(microseconds=1)))
+                metadata=custom, expiration_date=expiration, updated_at=later_than(stored))
             tables = self._ctx.tables()
             if tables.memories.replace_if_unchanged(record, stored_at=stored.updated_at):
                 tables.history.record_soon(
@@ -181,20 +211,33 @@ class Writer:
         tables = self._ctx.tables()
         return {"deleted": self._delete(tables, tables.memories.select(where), principal)}
 
+    def purge_expired(self) -> dict[str, int]:
+        """Memory.purge_expired: delete every expired memory of every scope, each
+        with its DELETE history row."""
+        tables, now = self._ctx.tables(), datetime.now(UTC)
+        return {"deleted": self._delete(tables, tables.memories.expired(now), expired_at=now)}
+
     @staticmethod
     def _delete(tables: Tables, records: list[MemoryRecord],
-                principal: Principal | None = None) -> int:
+                principal: Principal | None = None, *,
+                expired_at: datetime | None = None) -> int:
         """Delete these memories and record it; returns how many this call deleted.
 
         A memory another caller deleted meanwhile counts for that caller only;
         its DELETE history row has the same id either way (history.event_id).
+        With ``expired_at``, only memories still expired then are deleted: one
+        revived or extended meanwhile stays, and gets no DELETE row.
         """
         now = datetime.now(UTC)
         deleted = 0
         for start in range(0, len(records), _ID_CHUNK):
             chunk = records[start:start + _ID_CHUNK]
-            count = tables.memories.delete_ids(record.id for record in chunk)
+            ids = [record.id for record in chunk]
+            count = tables.memories.delete_ids(ids, expired_at=expired_at)
             deleted += count
+            if count and expired_at is not None and count < len(chunk):
+                stayed = {row["id"] for row in tables.memories.by_ids(ids, ["id"])}
+                chunk = [record for record in chunk if record.id not in stayed]
             if count:
                 tables.history.record_soon(
                     [hist.history_row(memory=record, event=hist.DELETE, old_memory=record.memory,
@@ -203,31 +246,3 @@ class Writer:
                 )
         return deleted
 
-
-def _new_records(plans: list[Plan], known_by_scope: dict[tuple[Any, ...], dict[str, str]],
-                 now: datetime) -> tuple[Results, list[MemoryRecord], dict[str, dict[str, Any]]]:
-    """Each plan's results, the records to write, and the results of those
-    records by id (to rewrite if a record loses a race)."""
-    out: Results = []
-    new: list[MemoryRecord] = []
-    added: dict[str, dict[str, Any]] = {}
-    for plan in plans:
-        known = known_by_scope[scope_key(plan)]
-        scope_fields = {k: v for k, v in plan.scope.items() if v is not None}
-        results = []
-        for message in plan.messages:
-            digest = text_hash(message.content)
-            if digest in known:
-                results.append({"id": known[digest], "memory": message.content,
-                                "event": "NONE", **scope_fields})
-                continue
-            record = MemoryRecord.new(message, plan, now)
-            known[digest] = record.id
-            new.append(record)
-            attribution = {k: getattr(record, k) for k in ("actor_id", "role")
-                           if getattr(record, k) is not None}
-            added[record.id] = {"id": record.id, "memory": record.memory, "event": "ADD",
-                                **scope_fields, **attribution}
-            results.append(added[record.id])
-        out.append(results)
-    return out, new, added

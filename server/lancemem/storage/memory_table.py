@@ -1,14 +1,16 @@
 """The memories table in the domain's terms: records in, records out.
 
 Scope and filter clauses arrive compiled (scoping.py, filters.py); the
-clauses around them (ids, hashes, the compare-and-swap guard) are written
-here, and writers racing to add the same text are settled here.
+clauses around them (ids, hashes, the compare-and-swap guard, hiding expired
+memories) are written here, and writers racing to add the same text are
+settled here.
 """
 
 from __future__ import annotations
 
 import functools
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -16,7 +18,9 @@ from ..core.errors import ConflictError, StorageError
 from ..core.records import MemoryRecord, in_scope, row_key
 from ..core.scoping import SCOPE_KEYS, Scope, scope_where
 from . import sql
+from .meta import MetaTable
 from .schema import (
+    EXPIRATION_DATE,
     MEMORIES,
     SEARCH_TEXT,
     item_columns,
@@ -33,6 +37,14 @@ if TYPE_CHECKING:
 _ID_CHUNK = 500  # ids per IN list
 
 
+@dataclass(frozen=True)
+class Copy:
+    """A stored memory that holds some text: its id and when it expires (None: never)."""
+
+    id: str
+    expiration_date: datetime | None
+
+
 class MemoryTable:
     """The memories table of one store, for a model of ``dim`` dimensions."""
 
@@ -40,6 +52,7 @@ class MemoryTable:
         """``dim`` is needed to write rows, not to read them."""
         self._conn = conn
         self._dim = dim
+        self._meta = MetaTable(conn)
 
     @functools.cached_property
     def schema(self) -> pa.Schema:
@@ -52,21 +65,48 @@ class MemoryTable:
         """The table's newest version."""
         return self._conn.version(MEMORIES)
 
-    def snapshot(self) -> Snapshot:
-        """The table at its newest version, pinned for the reads of one search."""
-        return Snapshot(self._conn.dataset(MEMORIES))
+    def snapshot(self, *, live_at: datetime | None = None) -> Snapshot:
+        """The table at its newest version, pinned for the reads of one search;
+        with ``live_at``, memories expired at that moment are left out."""
+        dataset = self._conn.dataset(MEMORIES)  # before the mark is read: see _hiding
+        return Snapshot(dataset, visible=self._hiding(live_at))
 
-    def find(self, memory_id: str, where: str, *, with_vector: bool = False
-             ) -> MemoryRecord | None:
-        """The memory with this id among those matching ``where`` (a scope)."""
-        rows = self._conn.select(MEMORIES, sql.both(sql.equals("id", memory_id), where),
-                                 columns=None if with_vector else item_columns(), limit=1)
+    def find(self, memory_id: str, where: str, *, with_vector: bool = False,
+             live_at: datetime | None = None) -> MemoryRecord | None:
+        """The memory with this id among those matching ``where`` (a scope);
+        with ``live_at``, not if it is expired at that moment."""
+        version = None if live_at is None else self.version()
+        where = _both(sql.both(sql.equals("id", memory_id), where), self._hiding(live_at))
+        rows = self._conn.select(MEMORIES, where, columns=None if with_vector else item_columns(),
+                                 limit=1, version=version)
         return MemoryRecord.from_row(rows[0]) if rows else None
 
-    def select(self, where: str) -> list[MemoryRecord]:
-        """Every memory matching ``where``, without vectors."""
-        return [MemoryRecord.from_row(row)
-                for row in self._conn.select(MEMORIES, where, columns=item_columns())]
+    def select(self, where: str, *, live_at: datetime | None = None) -> list[MemoryRecord]:
+        """Every memory matching ``where``, without vectors; with ``live_at``,
+        not those expired at that moment."""
+        version = None if live_at is None else self.version()
+        return [MemoryRecord.from_row(row) for row in self._conn.select(
+            MEMORIES, _both(where, self._hiding(live_at)), columns=item_columns(),
+            version=version)]
+
+    def _hiding(self, live_at: datetime | None) -> str | None:
+        """The clause that hides memories expired at ``live_at``, or None when
+        nothing needs hiding: no ``live_at``, or no memory of the store was ever
+        given an expiration date.
+
+        Callers pin the version they read before asking: the mark is written
+        before the first expiring memory, so a version holding one is always
+        read with the clause.
+        """
+        if live_at is None or not self._meta.uses_expirations():
+            return None
+        return sql.unexpired(live_at)
+
+    def expired(self, now: datetime) -> list[MemoryRecord]:
+        """Every memory of every scope expired at ``now``, without vectors (for
+        a purge: the one read that spans every scope)."""
+        return [MemoryRecord.from_row(row) for row in self._conn.select(
+            MEMORIES, sql.expired(now), columns=item_columns())]
 
     def by_ids(self, ids: Sequence[str], columns: Iterable[str]) -> list[dict[str, Any]]:
         """These columns of the memories with these ids (any number of them)."""
@@ -81,19 +121,23 @@ class MemoryTable:
         return self._conn.arrow(MEMORIES, None, columns=["id", "updated_at"])
 
     def duplicates(self, scope: Mapping[str, str | None], hashes: set[str],
-                   version: int) -> dict[str, str]:
-        """Text hashes already stored in exactly ``scope`` at ``version``, with their ids."""
+                   version: int) -> dict[str, Copy]:
+        """Text hashes already stored in exactly ``scope`` at ``version``, with
+        the copy that holds each (expired copies too)."""
         where = _duplicate_query(scope, hashes)
         if self._conn.count(MEMORIES, where, version=version) == 0:  # the usual case, cheaper
             return {}
-        rows = self._conn.select(MEMORIES, where, columns=["id", "hash", *SCOPE_KEYS],
+        rows = self._conn.select(MEMORIES, where,
+                                 columns=["id", "hash", EXPIRATION_DATE, *SCOPE_KEYS],
                                  version=version)
         copies: dict[str, set[str]] = {}
+        expiring = {row["id"]: row[EXPIRATION_DATE] for row in rows}
         for row in rows:
             if in_scope(row, scope):
                 copies.setdefault(row["hash"], set()).add(row["id"])
         # Two copies: a raced add whose loser has not deleted its copy yet.
-        return {text: self._first_committed(ids, version) for text, ids in copies.items()}
+        kept = {text: self._first_committed(ids, version) for text, ids in copies.items()}
+        return {text: Copy(kept_id, expiring[kept_id]) for text, kept_id in kept.items()}
 
     def insert_unique(self, records: Sequence[MemoryRecord], *,
                       checked_at: int) -> dict[str, str]:
@@ -110,6 +154,7 @@ class MemoryTable:
         """
         if not records:
             return {}
+        self._mark_if_expiring(records)
         rows = [record.to_row() for record in records]
         version = self._conn.insert(MEMORIES, rows, self.schema)
         earlier = {} if version == checked_at + 1 else self._earlier_copies(rows, version)
@@ -157,13 +202,23 @@ class MemoryTable:
     def replace_if_unchanged(self, record: MemoryRecord, *, stored_at: datetime) -> bool:
         """Compare-and-swap: store ``record`` over its row only if that row's
         ``updated_at`` is still ``stored_at``; returns whether it was."""
+        self._mark_if_expiring([record])
         return bool(self._conn.upsert(MEMORIES, [record.to_row()], self.schema,
                                       only_if=sql.stored_at("updated_at", stored_at)))
 
-    def delete_ids(self, ids: Iterable[str]) -> int:
+    def _mark_if_expiring(self, records: Sequence[MemoryRecord]) -> None:
+        """Mark the store as having expiring memories before writing the first."""
+        if any(record.expiration_date is not None for record in records):
+            self._meta.mark_expirations()
+
+    def delete_ids(self, ids: Iterable[str], *, expired_at: datetime | None = None) -> int:
         """Delete the memories with these ids in one commit; returns how many
-        this call deleted (one another writer deleted first is not counted)."""
-        return self._conn.delete(MEMORIES, sql.one_of("id", ids))
+        this call deleted (one another writer deleted first is not counted).
+        With ``expired_at``, only those expired at that moment."""
+        where = sql.one_of("id", ids)
+        if expired_at is not None:
+            where = sql.both(where, sql.expired(expired_at))
+        return self._conn.delete(MEMORIES, where)
 
     def count_without_vector(self) -> int:
         """How many memories wait for a vector (during a reindex)."""
@@ -182,6 +237,11 @@ class MemoryTable:
     def replace_vector_column(self, dim: int) -> None:
         """Drop the vector column (if any) and add an empty one of ``dim`` (for reindex)."""
         replace_vector_column(self._conn, MEMORIES, dim)
+
+
+def _both(where: str, extra: str | None) -> str:
+    """``where``, ANDed with ``extra`` if given."""
+    return where if extra is None else sql.both(where, extra)
 
 
 def _duplicate_query(scope: Mapping[str, str | None], hashes: Iterable[str]) -> str:

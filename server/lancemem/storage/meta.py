@@ -1,5 +1,6 @@
 """The store's key/value records: which model made its vectors, its schema
-version, and the mark a reindex leaves until it has finished.
+version, the mark a reindex leaves until it has finished, and whether any
+memory was ever given an expiration date.
 
 ``lancemem reindex`` (reindex.py) marks the store with its target model
 before it touches a vector and clears the mark when every memory has a new
@@ -17,6 +18,10 @@ if TYPE_CHECKING:
     from .connection import Connection
 
 PREPARE, EMBED = "prepare", "embed"  # a reindex's phases
+# Set (to "1") before the first memory with an expiration date is written, and
+# never cleared: until then no search needs the clause that hides expired
+# memories, which cost 0.6-1.1 ms a search at 100,000 memories (BENCHMARKS.md).
+EXPIRATIONS = "expirations"
 
 
 class MetaTable:
@@ -24,6 +29,7 @@ class MetaTable:
 
     def __init__(self, conn: Connection) -> None:
         self._conn = conn
+        self._expirations: tuple[int, bool] | None = None  # (meta version, answer)
 
     def read(self) -> dict[str, str]:
         """Every record that has a value."""
@@ -47,6 +53,22 @@ class MetaTable:
         self._conn.merge_by_key(META, [{"key": k, "value": v} for k, v in missing.items()],
                                 meta_schema(), replace=False, what="writing store metadata")
         return self.read()
+
+    def uses_expirations(self) -> bool:
+        """Whether a memory of this store was ever given an expiration date;
+        read again only when the meta table has a new version (a 0.05 ms check)."""
+        version = self._conn.version(META)
+        cached = self._expirations
+        if cached is None or cached[0] != version:
+            cached = (version, self.read().get(EXPIRATIONS) == "1")
+            self._expirations = cached
+        return cached[1]
+
+    def mark_expirations(self) -> None:
+        """Record that memories may expire, before the first such memory is
+        written (so a reader that sees the memory sees the mark too)."""
+        if not self.uses_expirations():
+            self.write_defaults({EXPIRATIONS: "1"})
 
     def stamp(self, *, model_name: str, dim: int) -> None:
         """Record the model of a new store, and the current schema version."""

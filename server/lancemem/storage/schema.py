@@ -23,9 +23,11 @@ log = logging.getLogger(__name__)
 MEMORIES = "memories"
 HISTORY = "history"
 META = "lancemem_meta"
-SCHEMA_VERSION = "2"  # 2: search_text and its full-text index
+# 2: search_text and its full-text index; 3: expiration_date
+SCHEMA_VERSION = "3"
 INDEXED_COLUMNS = ("user_id", "agent_id", "run_id", "actor_id", "hash")
 SEARCH_TEXT = "search_text"
+EXPIRATION_DATE = "expiration_date"
 HIDDEN_COLUMNS = ("vector", SEARCH_TEXT, "meta_str", "meta_num", "meta_tags")
 # What a version-1 store's rows get as search_text (records.document_text in SQL).
 _SEARCH_TEXT_SQL = "concat_ws(': ', actor_id, memory)"  # concat_ws skips a NULL actor
@@ -36,6 +38,7 @@ def memories_schema(dim: int, *, vector: bool = True) -> pa.Schema:
 
     ``search_text`` is what the full-text index and the embedding see: the
     memory with its actor in front (records.document_text).
+    ``expiration_date`` is the instant a memory expires (null: never).
     """
     import pyarrow as pa  # imported on first use: it costs start-up time
 
@@ -56,6 +59,7 @@ def memories_schema(dim: int, *, vector: bool = True) -> pa.Schema:
         pa.field("meta_tags", js),
         pa.field("created_at", ts),
         pa.field("updated_at", ts),
+        expiration_field(),
     ]
     if vector:
         fields.append(vector_field(dim))
@@ -74,6 +78,13 @@ def vector_field(dim: int) -> pa.Field:
     import pyarrow as pa
 
     return pa.field("vector", pa.list_(pa.float32(), dim))
+
+
+def expiration_field() -> pa.Field:
+    """When a memory expires, in UTC; null for a memory that never does."""
+    import pyarrow as pa
+
+    return pa.field(EXPIRATION_DATE, pa.timestamp("us", tz="UTC"))
 
 
 def vectors_schema(dim: int) -> pa.Schema:
@@ -131,6 +142,7 @@ def migrate(conn: Connection) -> None:
     """Bring the memories and history tables of an older store up to date."""
     _add_search_text(conn)
     _add_history_principal(conn)
+    _add_expiration_date(conn)
 
 
 def _add_search_text(conn: Connection) -> None:
@@ -159,4 +171,17 @@ def _add_history_principal(conn: Connection) -> None:
         with_retries(lambda: table.add_columns(missing), what="adding history columns")
     except (StorageError, ConflictError):
         if any(f.name not in conn.table(HISTORY).schema.names for f in missing):
+            raise  # not another process's doing
+
+
+def _add_expiration_date(conn: Connection) -> None:
+    """Give a version-2 store its expiration_date column, null (never expires) in every row."""
+    table = conn.table(MEMORIES)
+    if EXPIRATION_DATE in table.schema.names:
+        return
+    try:
+        with_retries(lambda: table.add_columns([expiration_field()]),
+                     what="adding the expiration_date column")
+    except (StorageError, ConflictError):
+        if EXPIRATION_DATE not in conn.table(MEMORIES).schema.names:
             raise  # not another process's doing

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..core.records import MemoryRecord
+from . import sql
 from .retries import with_retries
 from .schema import SEARCH_TEXT, item_columns
 
@@ -47,15 +48,21 @@ class Snapshot:
     unique within a version.
     """
 
-    def __init__(self, dataset: Any) -> None:
+    def __init__(self, dataset: Any, *, visible: str | None = None) -> None:
+        """``visible``, if given, is ANDed to every where clause: the rows this
+        search may see at all (MemoryTable.snapshot: the unexpired ones)."""
         self._ds = dataset
+        self._visible = visible
+
+    def _where(self, where: str) -> str:
+        return where if self._visible is None else sql.both(where, self._visible)
 
     def scope_vectors(self, where: str) -> tuple[list[int], np.ndarray] | None:
         """Row ids and vectors (one float32 matrix) of every row matching
         ``where``, or None when more than FLAT_ROWS match."""
         def run() -> Any:
-            return self._ds.to_table(columns=["vector"], filter=where, with_row_id=True,
-                                     limit=FLAT_ROWS + 1)
+            return self._ds.to_table(columns=["vector"], filter=self._where(where),
+                                     with_row_id=True, limit=FLAT_ROWS + 1)
 
         found = with_retries(run, what="searching memories")
         if found.num_rows > FLAT_ROWS:
@@ -66,7 +73,8 @@ class Snapshot:
         """Exact cosine top-``limit`` among rows matching ``where`` (Lance's own scan)."""
         def run() -> Any:
             return self._ds.to_table(
-                columns=["_distance"], filter=where, prefilter=True, with_row_id=True,
+                columns=["_distance"], filter=self._where(where), prefilter=True,
+                with_row_id=True,
                 nearest={"column": "vector", "q": vector, "k": limit, "metric": "cosine",
                          "use_index": False},
                 disable_scoring_autoprojection=True)
@@ -78,7 +86,8 @@ class Snapshot:
         """BM25 top-``limit`` for ``text`` among rows matching ``where``."""
         def run() -> Any:
             return self._ds.to_table(
-                columns=["_score"], filter=where, prefilter=True, with_row_id=True,
+                columns=["_score"], filter=self._where(where), prefilter=True,
+                with_row_id=True,
                 full_text_query={"query": text, "columns": [SEARCH_TEXT]}, limit=limit,
                 disable_scoring_autoprojection=True)
 
