@@ -159,7 +159,7 @@ def test_history_delete_and_delete_all_still_reach_expired_memories(
         "ADD"]
     assert memory.delete(mixed["yesterday"], user_id="ana") == {"id": mixed["yesterday"],
                                                                "deleted": True}
-    assert memory.delete_all(user_id="ana") == {"deleted": 3}
+    assert memory.delete_all(user_id="ana") == {"deleted": 3, "relations_deleted": 0}
     assert memory.get_all(user_id="ana", show_expired=True) == {"results": []}
 
 

@@ -4,6 +4,7 @@ and finding one memory by id inside it."""
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -21,12 +22,14 @@ from ..storage.relation_table import EntityTable, RelationTable
 
 @dataclass(frozen=True)
 class RelationTables:
-    """An opened store's relation tables, and their history's background writer."""
+    """An opened store's relation tables, their history's background writer, and
+    the lock its relation writers take turns with (storage/write_lock.py)."""
 
     entities: EntityTable
     relations: RelationTable
     log: hist.History
     history: RelationHistoryTable
+    writing: Callable[[], AbstractContextManager[None]]
 
 
 @dataclass(frozen=True)

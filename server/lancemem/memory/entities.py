@@ -5,9 +5,9 @@ whitespace ignored), else the one whose name is closest in meaning if that
 is at least ENTITY_MATCH and both names carry the same numbers
 (``"Acme Corporation"`` is ``"Acme Corp"``; ``"Sven Lindqvist"`` is not
 ``"Bjorn Lindqvist"``), else a new entity. Names new in the same call are
-compared with each other too. New entities are inserted by id, so when two
-writers add one entity at once the first spelling stored is the one both get
-back.
+compared with each other too. The caller holds the store's relation write
+lock (storage/write_lock.py), so a second writer of one new entity finds the
+first one's spelling stored and gets it back.
 """
 
 from __future__ import annotations
@@ -73,6 +73,6 @@ def resolve_entities(table: EntityTable, triples: Sequence[Triple],
         resolved[key] = same
     if new:
         table.insert_new(new)
-        kept = table.by_ids(entity.id for entity in new)  # another writer's spelling may win
+        kept = table.by_ids(entity.id for entity in new)
         resolved = {key: kept.get(entity.id, entity) for key, entity in resolved.items()}
     return resolved

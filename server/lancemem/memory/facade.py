@@ -27,6 +27,7 @@ from ..storage.memory_table import MemoryTable
 from ..storage.relation_history import RelationHistoryTable
 from ..storage.relation_table import EntityTable, RelationTable
 from ..storage.store import Store
+from ..storage.write_lock import relation_writer
 from .context import Context, RelationTables, Tables
 from .relations import Relations
 from .searcher import Searcher
@@ -144,7 +145,8 @@ class Memory:
                 self.store.compact_in_background()
                 dim = self.embedder.dim
                 graph = RelationTables(EntityTable(self.store, dim), RelationTable(self.store, dim),
-                                       self.relation_log, RelationHistoryTable(self.store))
+                                       self.relation_log, RelationHistoryTable(self.store),
+                                       functools.partial(relation_writer, self.store.uri))
                 self._open = Tables(MemoryTable(self.store, dim), self.history_log, graph)
             return self._open
 

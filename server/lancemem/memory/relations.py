@@ -72,15 +72,16 @@ class Relations:
         count = len(triples)
         names = {t.source: vectors[i] for i, t in enumerate(triples)}
         names.update({t.target: vectors[count + i] for i, t in enumerate(triples)})
-        ends = resolve_entities(graph.entities, triples, names, scope, now)
-        planned = [self._relation(t, ends, scope, now, vectors[2 * count + i])
-                   for i, t in enumerate(triples)]
-        events = self._store(graph, planned, scope, now, principal)
-        results = [relation.to_item(event=event) for relation, event in events]
-        if replace:
-            mine = {relation.id for relation in planned}
-            for relation in self._replaced(graph, planned, scope, mine, principal):
-                results.append(relation.to_item(event=INVALIDATE))
+        with graph.writing():
+            ends = resolve_entities(graph.entities, triples, names, scope, now)
+            planned = [self._relation(t, ends, scope, now, vectors[2 * count + i])
+                       for i, t in enumerate(triples)]
+            events = self._store(graph, planned, scope, now, principal)
+            results = [relation.to_item(event=event) for relation, event in events]
+            if replace:
+                mine = {relation.id for relation in planned}
+                for relation in self._replaced(graph, planned, scope, mine, principal):
+                    results.append(relation.to_item(event=INVALIDATE))
         return {"results": results}
 
     @staticmethod
@@ -236,24 +237,26 @@ class Relations:
         if (relation_ids is None) == (relations is None):
             raise ValidationError("give exactly one of 'relation_ids' or 'relations'.")
         where = scope_where(self._scope(ids).without_actor())
+        wanted = _check_ids(relation_ids) if relation_ids is not None else None
+        triples = check_triples(relations, types=False) if wanted is None else []
         graph = self._graph()
-        if relation_ids is not None:
-            wanted = _check_ids(relation_ids)
-            found = graph.relations.by_ids(wanted, where)
-            missing = [i for i in wanted if i not in {r.id for r in found}]
-        else:
-            found, missing = _by_triples(graph.relations, check_triples(
-                relations, types=False), where)
-        return {"deleted": self._delete(graph, found, principal), "not_found": missing}
+        with graph.writing():
+            if wanted is not None:
+                found = graph.relations.by_ids(wanted, where)
+                missing = [i for i in wanted if i not in {r.id for r in found}]
+            else:
+                found, missing = _by_triples(graph.relations, triples, where)
+            return {"deleted": self._delete(graph, found, principal), "not_found": missing}
 
     def delete_scope(self, scope: Scope, principal: Principal | None) -> int:
         """delete_all's cascade: every relation in the scope (by ``scope.actor_id``
         only, if set) and, without an actor, the scope's entities too."""
         graph = self._graph()
         where = scope_where(scope)
-        deleted = self._delete(graph, graph.relations.select(where), principal)
-        if scope.actor_id is None:
-            graph.entities.delete(where)
+        with graph.writing():
+            deleted = self._delete(graph, graph.relations.select(where), principal)
+            if scope.actor_id is None:
+                graph.entities.delete(where)
         return deleted
 
     @staticmethod

@@ -206,8 +206,9 @@ class Connection:
 
     def insert_new(self, name: str, rows: Sequence[dict[str, Any]], schema: pa.Schema) -> int:
         """Insert the rows whose id is not stored yet, in one commit; returns how
-        many this call inserted. Two writers inserting one new id at once leave
-        one row (the merge's commit conflict is retried against the winner's)."""
+        many this call inserted. Not safe against a concurrent insert of the
+        same new id: LanceDB commits both copies (storage/write_lock.py), so
+        callers take turns."""
         if not rows:
             return 0
         import pyarrow as pa
