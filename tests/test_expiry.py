@@ -223,6 +223,7 @@ def test_re_adding_an_expired_text_revives_it(memory: Memory) -> None:
         ("UPDATE", "the gate code is 4711", "the gate code is 4711")]
     # Live now: a further re-add is NONE, as for any stored text.
     assert memory.add("the gate code is 4711", user_id="u")["results"][0]["event"] == "NONE"
+    memory.history_log.flush()  # history is written in the background
     check_store(memory.store)
 
 
@@ -279,6 +280,7 @@ def test_text_whose_expired_copy_is_purged_meanwhile_is_added_anew(
     again = memory.add(text, user_id="u")["results"][0]
     assert again["event"] == "ADD" and again["id"] != first["id"]
     assert [row["id"] for row in rows_with_text(memory.store, text)] == [again["id"]]
+    memory.history_log.flush()  # history is written in the background
     check_store(memory.store)
 
 
