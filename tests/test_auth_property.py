@@ -8,12 +8,12 @@ with ``lancemem token create`` for users whose ids are attack strings
 read-only for ``alice`` and ``*``. Each token gets its own SDK client
 (``Authorization: Bearer``), kept open for the whole run. A case is a random
 sequence of (token, step) pairs, the steps drawn from the unauthenticated
-property (tests/test_isolation_property.py): all eight tools, ids from the
-attack lists (as arguments or plain-string filter entries), random filters,
-targets that include other users' memory ids. Half of the steps are made
-friendly to their token (its pinned ids left out, repeated, or padded with
-spaces; targets among its own memories), so that not nearly every call is
-refused.
+property (tests/test_isolation_property.py): all twelve tools, memories
+and relations, ids from the attack lists (as arguments or plain-string
+filter entries), random filters, targets that include other users' memory
+and relation ids. Half of the steps are made friendly to their token (its
+pinned ids left out, repeated, or padded with spaces; targets among its own
+memories and relations), so that not nearly every call is refused.
 
 The oracle works from the token and the arguments alone, not from the server:
 
@@ -25,13 +25,14 @@ The oracle works from the token and the arguments alone, not from the server:
   nothing outside the scope returned, changed, deleted or given history,
   new rows have exactly the scope, errors are lancemem codes other than
   ``STORAGE_``/``INTERNAL_`` (an ``AUTH_`` error there is a failure too);
-- every history row a call writes names its token: ``principal`` is
-  ``token:<the token's id>`` and ``principal_label`` the token's label;
+- every history row a call writes (of memories and of relations) names its
+  token: ``principal`` is ``token:<the token's id>`` and ``principal_label``
+  the token's label;
 - the server still answers after every step.
 
 History is written by a background writer after a call returns, so each
 "after" snapshot waits (up to ``HISTORY_WAIT`` seconds) until every change
-has its history row (``consistency.missing_history``). The case count and
+has its history row (``missing_history`` of memories and of relations). The case count and
 seed are printed; set ``LANCEMEM_PROPERTY_SEED`` to replay a run and
 ``LANCEMEM_AUTH_PROPERTY_CASES`` to run more cases. A replay draws the same
 steps, but token and memory ids are random and cases share the store, so its
@@ -66,7 +67,9 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
 
 from lancemem.cli import main as lancemem_cli
+from lancemem.storage import relation_consistency
 from lancemem.storage.consistency import missing_history
+from lancemem.storage.relation_schema import RELATION_HISTORY
 from lancemem.storage.store import HISTORY, Store
 from tests.attack import LOOKALIKES
 from tests.mcp_scenario import TOOLS
@@ -85,8 +88,10 @@ from tests.test_mcp_transports import http_server
 
 CASES = int(os.environ.get("LANCEMEM_AUTH_PROPERTY_CASES") or 40)
 HISTORY_WAIT = 5.0
-WRITES = frozenset({"add_memory", "update_memory", "delete_memory", "delete_all_memories"})
-READS = frozenset({"search_memories", "list_memories", "get_memory", "memory_history"})
+WRITES = frozenset({"add_memory", "update_memory", "delete_memory", "delete_all_memories",
+                    "add_relations", "delete_relations"})
+READS = frozenset({"search_memories", "list_memories", "get_memory", "memory_history",
+                   "search_relations", "list_relations"})
 CALL_TIMEOUT = 60
 
 
@@ -182,10 +187,7 @@ def step_arguments(item: TokenStep, before: Snapshot) -> dict[str, Any]:
     """``arguments``, choosing the target among the token's own memories if asked."""
     if not item.own_target:
         return arguments(item.step, before)
-    pins = item.credential.pins()
-    mine = {i: row for i, row in before.memories.items()
-            if all(row[key] == value for key, value in pins.items())}
-    return arguments(item.step, Snapshot(mine, Counter({i: before.history[i] for i in mine})))
+    return arguments(item.step, before.within(item.credential.pins()))
 
 
 # ---------------------------------------------------------------- the oracle
@@ -209,20 +211,24 @@ class AuthSnapshot:
     """Both tables as ``read_store`` reads them, and who wrote each history row."""
 
     tables: Snapshot
-    principals: dict[str, tuple[str | None, str | None]]  # history row id -> principal, label
+    # (history table, row id) -> principal, label
+    principals: dict[tuple[str, str], tuple[str | None, str | None]]
 
 
 def read_snapshot(store: Store) -> AuthSnapshot:
     """Wait until every change has its history row, then read the store."""
     deadline = time.monotonic() + HISTORY_WAIT
-    while missing := missing_history(store):
+    while missing := missing_history(store) + relation_consistency.missing_history(store):
         assert time.monotonic() < deadline, (
             f"history still lacks {len(missing)} row(s) after {HISTORY_WAIT} s: {missing}")
         time.sleep(0.02)
     tables = read_store(store)
-    rows = store.select(HISTORY, None, columns=["id", "principal", "principal_label"])
-    return AuthSnapshot(tables, {row["id"]: (row["principal"], row["principal_label"])
-                                 for row in rows})
+    principals = {}
+    for table in (HISTORY, RELATION_HISTORY):
+        rows = store.select(table, None, columns=["id", "principal", "principal_label"])
+        principals.update({(table, row["id"]): (row["principal"], row["principal_label"])
+                           for row in rows})
+    return AuthSnapshot(tables, principals)
 
 
 def check_auth_step(credential: Credential, token_id: str, step: Step, args: dict[str, Any],
@@ -235,8 +241,7 @@ def check_auth_step(credential: Credential, token_id: str, step: Step, args: dic
         assert result.is_error, f"{where} but it succeeded: {result.structured_content}"
         text = result.content[0].text
         assert text.startswith("AUTH_002: "), f"{where} but failed with: {text}"
-        assert after.tables.memories == before.tables.memories, f"{where} but changed memories"
-        assert after.tables.history == before.tables.history, f"{where} but wrote history"
+        assert after.tables == before.tables, f"{where} but changed the store"
         assert after.principals == before.principals, f"{where} but wrote history"
         return
     check_step(step, args, call_scope(step.tool, args, credential.as_config()), result,
