@@ -124,3 +124,35 @@ def test_ties_keep_the_newest_first() -> None:
     ranked = rr.rank([(_relation("A", "B", 1), 0.5), (_relation("A", "C", 2), 0.5)],
                      {"a": 1.0})
     assert [r.id for r, _ in rr.best_first(ranked, 10)] == ["A-C", "A-B"]
+
+
+def test_shortlist_keeps_exactly_what_ranking_everything_would_return() -> None:
+    import random
+
+    rng = random.Random(5)
+    names = ["Alice", "Bob", "Carol", "Dave", "Erin", "Frank"]
+    anchors = {"alice": rr.NAMED, "bob": rr.IN_RESULTS, "carol": rr.HOP * rr.NAMED}
+    for case in range(200):
+        candidates = []
+        for i in range(rng.randrange(0, 60)):
+            source, target = rng.sample(names, 2)
+            cosine = rng.choice([0.1, 0.3, 0.3, 0.5, -0.2, 1.2, rng.uniform(-1, 1)])
+            candidates.append((_relation(source, f"{target}{i}", i), cosine))
+        candidates += candidates[:rng.randrange(0, 5)]  # read twice (two key chunks)
+        limit = rng.randrange(1, 12)
+        everything = rr.best_first(rr.rank(candidates, anchors), limit)
+        short = rr.shortlist([r.id for r, _ in candidates],
+                             [name_key(r.source) for r, _ in candidates],
+                             [name_key(r.target) for r, _ in candidates],
+                             [c for _, c in candidates], anchors, limit)
+        by_id = {r.id: r for r, _ in candidates}
+        kept = rr.best_first(rr.rank([(by_id[i], c) for i, c in short.items()], anchors), limit)
+        assert [(r.id, s) for r, s in kept] == [(r.id, s) for r, s in everything], case
+        assert len(short) <= len(by_id)
+
+
+def test_shortlist_keeps_every_tie_at_the_cut() -> None:
+    short = rr.shortlist(["a", "b", "c", "d"], ["x", "x", "x", "y"], ["z"] * 4,
+                         [0.4, 0.4, 0.9, 0.4], {"x": rr.NAMED}, 2)
+    assert short == {"a": 0.4, "b": 0.4, "c": 0.9}
+    assert rr.shortlist([], [], [], [], {"x": 1.0}, 5) == {}

@@ -10,6 +10,8 @@ import pytest
 from lancemem.core.errors import NotFoundError, ScopeRequiredError, ValidationError
 from lancemem.core.principal import Principal
 from lancemem.memory.facade import Memory
+from lancemem.search import relation_ranking as rr
+from lancemem.search.retrieval import cosine_scores
 from lancemem.storage import relation_consistency
 from lancemem.storage.relation_schema import ENTITIES, RELATION_HISTORY, RELATIONS
 from lancemem.storage.store import Store
@@ -123,6 +125,40 @@ def test_memory_search_returns_relations_beside_results(memory: Memory) -> None:
     assert all(0 <= r["score"] <= 1 for r in named)
     assert ("Carol", "Rome") not in [(r["source"], r["target"]) for r in named]
     assert memory.search("Bob", user_id="bob")["relations"] == []
+
+
+def test_a_hub_entity_is_ranked_as_reading_every_relation_would(
+        db_path: Path, real_embedder: Any) -> None:
+    # 150 relations on one entity, in chunks and across writes: only the best
+    # few are read whole, vectors come from a per-process cache. The scores
+    # must be exactly what each stored vector gives, cold or warm.
+    foods = [f"dish number {i}" for i in range(150)]
+    with Memory(store=Store(str(db_path)), embedder=real_embedder) as memory:
+        for start in range(0, len(foods), 50):
+            memory.add_relations([triple("Alice", "likes", food)
+                                  for food in foods[start:start + 50]], **ALICE)
+        memory.add_relations([triple("Alice", "likes", f"dish number {i}")
+                              for i in range(3)], user_id="bob")  # another scope
+        memory.add("Alice cooks on Sundays", **ALICE)
+        query = "Does Alice like dish number 42?"
+        vector = real_embedder.embed_query(query)
+        stored = memory.store.select(RELATIONS, "user_id = 'alice'",
+                                     columns=["id", "vector"])
+        cosine = dict(zip([row["id"] for row in stored],
+                          cosine_scores([row["vector"] for row in stored], vector),
+                          strict=True))
+        expected = sorted(((rr.score(rr.NAMED, c), i) for i, c in cosine.items()),
+                          key=lambda pair: -pair[0])[:5]
+        runs = [memory.search_relations(query, limit=5, **ALICE)["results"],
+                memory.search_relations(query, limit=5, **ALICE)["results"],
+                memory.search(query, limit=5, **ALICE)["relations"]]
+    with Memory(store=Store(str(db_path)), embedder=real_embedder) as cold:
+        runs.append(cold.search_relations(query, limit=5, **ALICE)["results"])
+    for found in runs:
+        assert [r["id"] for r in found] == [i for _, i in expected]
+        assert [r["score"] for r in found] == pytest.approx([s for s, _ in expected], abs=1e-6)
+        assert all(r["user_id"] == "alice" for r in found)
+    assert runs[0][0]["target"] == "dish number 42"
 
 
 def test_list_filters_by_entity_and_relationship_newest_first(memory: Memory) -> None:

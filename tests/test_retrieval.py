@@ -242,3 +242,14 @@ def test_search_sees_other_handles_writes_at_once(db_path: Path, real_embedder: 
     writer.delete(memory_id, user_id="u")
     for mode in MODES:
         assert reader.search("spare key", user_id="u", mode=mode)["results"] == [], mode
+
+
+def test_vector_matrix_keeps_one_row_per_row_when_a_vector_is_missing() -> None:
+    # During a reindex some vectors are null; the matrix must stay aligned with
+    # the table's rows (a null skipped would shift every later vector up).
+    column = pa.array([[1.0, 2.0], None, [3.0, 4.0]], type=pa.list_(pa.float32(), 2))
+    matrix = snapshot.vector_matrix(pa.table({"vector": column}))
+    assert matrix.tolist() == [[1.0, 2.0], [0.0, 0.0], [3.0, 4.0]]
+    full = pa.array([[1.0, 2.0], [3.0, 4.0]], type=pa.list_(pa.float32(), 2))
+    assert snapshot.vector_matrix(pa.table({"vector": full})).tolist() == [[1.0, 2.0],
+                                                                          [3.0, 4.0]]

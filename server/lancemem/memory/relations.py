@@ -11,7 +11,7 @@ history row handed to the background writer second (relation_history.py).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -191,11 +191,10 @@ class Relations:
         entities = index.result()
         anchors = rr.merge(rr.named(entities, [text], rr.NAMED), rr.meant(entities, vector))
         live = sql.both(where, VALID)
-        ranked = rr.rank(_touching(graph, vector, live, anchors), anchors)
+        ranked = _touching(graph, vector, live, anchors, anchors, limit)
         hops = rr.neighbours(ranked.values(), anchors, limit=limit)
         reached = rr.merge(anchors, hops)
-        for relation_id_, pair in rr.rank(_touching(graph, vector, live, hops),
-                                          reached).items():
+        for relation_id_, pair in _touching(graph, vector, live, hops, reached, limit).items():
             if relation_id_ not in ranked or pair[1] > ranked[relation_id_][1]:
                 ranked[relation_id_] = pair
         return {"results": [relation.to_item(score=value)
@@ -213,7 +212,7 @@ class Relations:
                            rr.named(index, [query], rr.NAMED))
         if not anchors:
             return []
-        ranked = rr.rank(_touching(graph, vector, sql.both(where, VALID), anchors), anchors)
+        ranked = _touching(graph, vector, sql.both(where, VALID), anchors, anchors, limit)
         return [relation.to_item(score=value) for relation, value in rr.best_first(ranked, limit)]
 
     def list(self, *, ids: Mapping[str, Any], entity: Any, relationship: Any, limit: int,
@@ -286,15 +285,21 @@ class Relations:
 
 
 def _touching(graph: RelationTables, vector: Sequence[float], live: str,
-              anchors: Mapping[str, float]) -> list[tuple[Relation, float]]:
-    """The relations touching these entities, each with its cosine to the query."""
-    if not anchors:
-        return []
-    found = graph.relations.touching(live, anchors)
-    if not found:
-        return []
-    cosines = cosine_scores([row_vector for _, row_vector in found], vector)
-    return [(relation, cosine) for (relation, _), cosine in zip(found, cosines, strict=True)]
+              ends: Iterable[str], anchors: Mapping[str, float],
+              limit: int) -> dict[str, tuple[Relation, float]]:
+    """The ``limit`` best relations touching the entities ``ends`` (ties at the
+    cut too), scored with ``anchors``. Ranked on their ids, ends and vectors
+    first, so that only those are read whole."""
+    keys = list(ends)
+    if not keys:
+        return {}
+    found = graph.relations.touching(live, keys)
+    if found.matrix is None:
+        return {}
+    cosines = cosine_scores(found.matrix, vector)
+    best = rr.shortlist(found.row_ids, found.source_keys, found.target_keys, cosines, anchors,
+                        limit)
+    return rr.rank(zip(found.relations(list(best)), best.values(), strict=True), anchors)
 
 
 def _check_ids(values: Any) -> list[str]:

@@ -19,7 +19,7 @@ documented there, and the tests pin the orderings they imply.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Hashable, Iterable, Mapping, Sequence
 
 from ..core.relations import Entity, EntityIndex, Relation, mentions, name_key
 from .retrieval import cosine_array
@@ -38,7 +38,6 @@ RELATION_QUERY_MIN = 0.5
 # "Acme Corp" and "Acme Corporation" score 0.984, "New York" and "NYC" 0.937.
 ENTITY_MATCH = 0.97
 ENTITY_CANDIDATES = 10  # entities matched by meaning, at most
-CANDIDATES = 50  # relations read per anchor set before ranking
 
 
 _NUMBER = re.compile(r"\d+")
@@ -126,6 +125,32 @@ def neighbours(ranked: Iterable[tuple[Relation, float]], anchors: Mapping[str, f
             if weight and name_key(far) not in anchors:
                 hops[name_key(far)] = max(HOP * weight, hops.get(name_key(far), 0.0))
     return hops
+
+
+def shortlist(ids: Sequence[Hashable], source_keys: Sequence[str], target_keys: Sequence[str],
+              cosines: Sequence[float], anchors: Mapping[str, float],
+              limit: int) -> dict[Hashable, float]:
+    """Of candidate relations given as columns (an id, both ends' keys, the
+    cosine to the query), those whose score is among the ``limit`` best, ties
+    at the cut included, each with its cosine: the only ones worth reading
+    whole (``rank`` then scores them as they are). An id given twice is kept once.
+    """
+    import numpy as np
+
+    first: dict[Hashable, int] = {}
+    for position, id_ in enumerate(ids):
+        first.setdefault(id_, position)
+    if not first:
+        return {}
+    at = list(first.values())
+    anchor = np.fromiter((max(anchors.get(source_keys[i], 0.0), anchors.get(target_keys[i], 0.0))
+                          for i in at), dtype=np.float64, count=len(at))
+    meaning = np.clip(np.asarray([cosines[i] for i in at], dtype=np.float64), 0.0, 1.0)
+    values = ANCHOR_WEIGHT * anchor + (1.0 - ANCHOR_WEIGHT) * meaning
+    if len(values) > limit:
+        cut = np.partition(values, len(values) - limit)[len(values) - limit]
+        at = [at[k] for k in np.flatnonzero(values >= cut).tolist()]
+    return {ids[i]: float(cosines[i]) for i in at}
 
 
 def best_first(ranked: Mapping[str, tuple[Relation, float]],

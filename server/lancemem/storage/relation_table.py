@@ -12,6 +12,7 @@ import functools
 import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -24,7 +25,8 @@ from .relation_schema import (
     relation_columns,
     relations_schema,
 )
-from .snapshot import vector_matrix
+from .snapshot import Snapshot, vector_matrix
+from .vector_cache import VectorCache
 from .vectors import replace_vector_column, set_vectors
 
 if TYPE_CHECKING:
@@ -38,6 +40,9 @@ _ID_CHUNK = 500  # values per IN list
 # 20,000 names at 384 dimensions are 31 MB. A scope with more is matched by
 # name only, its entities read anew for each search.
 INDEX_ROWS = 20_000
+# Relation vectors kept per process for ranking (vector_cache.py): 30 MB at 384
+# dimensions, two scopes of 10,000 relations.
+VECTOR_ROWS = 20_000
 VALID = "valid = true"
 _ENTITY_COLUMNS = ["id", "name", "entity_type", "user_id", "agent_id", "run_id", "created_at"]
 
@@ -52,6 +57,26 @@ def key_chunks(keys: Iterable[str]) -> list[list[str]]:
     """Keys in lists short enough for one IN clause each."""
     ordered = sorted(set(keys))
     return [ordered[start:start + _ID_CHUNK] for start in range(0, len(ordered), _ID_CHUNK)]
+
+
+@dataclass(frozen=True)
+class Touching:
+    """Relations touching some entities, as the columns they are ranked by:
+    row ids, both ends' keys and vectors (one float32 matrix, None when there
+    are none). At 10,000 relations a scope a memory search touches about
+    2,000; read whole, they cost several times what ranking them on these
+    does. A relation whose ends fall in different key chunks appears twice."""
+
+    snapshot: Snapshot
+    row_ids: list[int]
+    source_keys: list[str]
+    target_keys: list[str]
+    matrix: np.ndarray | None
+
+    def relations(self, row_ids: Sequence[int]) -> list[Relation]:
+        """The relations at these row ids (of the same version), in that order."""
+        return [Relation.from_row(row) for row in self.snapshot.rows(
+            list(dict.fromkeys(row_ids)), relation_columns(vector=False))]
 
 
 class EntityTable:
@@ -144,6 +169,7 @@ class RelationTable:
         self._conn = conn
         self._dim = dim
         self._empty_at: int | None = None
+        self._vectors = VectorCache(VECTOR_ROWS)
 
     @functools.cached_property
     def schema(self) -> pa.Schema:
@@ -175,20 +201,34 @@ class RelationTable:
             found += self.select(sql.both(sql.one_of("id", chunk), where))
         return found
 
-    def touching(self, where: str, keys: Iterable[str]) -> list[tuple[Relation, np.ndarray]]:
+    def touching(self, where: str, keys: Iterable[str]) -> Touching:
         """The relations matching ``where`` with an end among these entity keys,
-        each with its vector (to rank them by meaning). Vectors stay in numpy:
-        as Python lists they cost more than the read."""
-        found: list[tuple[Relation, np.ndarray]] = []
+        as the columns to rank them by, at one pinned version whose rows the
+        best are then read from (Touching.relations). Vectors come from the
+        process's cache where they can (VECTOR_ROWS)."""
+        import numpy as np
+
+        snapshot = Snapshot(self._conn.dataset(RELATIONS))
+        row_ids: list[int] = []
+        ids: list[str] = []
+        sources: list[str] = []
+        targets: list[str] = []
         for chunk in key_chunks(keys):
-            table = self._conn.arrow(RELATIONS, sql.both(where, either_end(chunk)),
-                                     columns=relation_columns(vector=True))
-            if not table.num_rows:
-                continue
-            matrix = vector_matrix(table)
-            rows = table.drop_columns(["vector"]).to_pylist()
-            found += [(Relation.from_row(row), matrix[i]) for i, row in enumerate(rows)]
-        return found
+            table = snapshot.columns(sql.both(where, either_end(chunk)),
+                                     ["id", "source_key", "target_key"])
+            row_ids += table.column("_rowid").to_pylist()
+            ids += table.column("id").to_pylist()
+            sources += table.column("source_key").to_pylist()
+            targets += table.column("target_key").to_pylist()
+        vectors = self._vectors.get_many(ids)
+        missing = {row_id: id_ for row_id, id_ in zip(row_ids, ids, strict=True)
+                   if id_ not in vectors}
+        if missing:
+            read = dict(zip(missing.values(), snapshot.vectors_at(list(missing)), strict=True))
+            self._vectors.put_many({id_: v for id_, v in read.items() if v.any()})  # not yet
+            vectors.update(read)  # embedded (a reindex): ranked on its ends alone, not kept
+        matrix = np.stack([vectors[id_] for id_ in ids]) if ids else None
+        return Touching(snapshot, row_ids, sources, targets, matrix)
 
     def insert_new(self, relations: Sequence[Relation]) -> set[str]:
         """Store relations whose id is new; returns the ids this call stored (a
@@ -227,8 +267,10 @@ class RelationTable:
 
     def replace_vector_column(self, dim: int) -> None:
         """An empty vector column of ``dim`` in place of the old one (reindex)."""
+        self._vectors.clear()
         replace_vector_column(self._conn, RELATIONS, dim)
 
     def set_vectors(self, vectors: Mapping[str, Sequence[float]]) -> None:
         """Store new vectors (relation id -> vector), in one commit."""
+        self._vectors.clear()
         set_vectors(self._conn, RELATIONS, self._dim, vectors)

@@ -26,6 +26,7 @@ from .schema import SEARCH_TEXT, item_columns
 
 if TYPE_CHECKING:
     import numpy as np
+    import pyarrow as pa
 
 FLAT_ROWS = 20_000  # a scope's vectors read into memory at most (30 MB at 384 dims)
 
@@ -69,6 +70,12 @@ class Snapshot:
             return None
         return _row_ids(found), vector_matrix(found)
 
+    def columns(self, where: str, columns: Sequence[str]) -> pa.Table:
+        """These columns, with ``_rowid``, of every row matching ``where``."""
+        return with_retries(lambda: self._ds.to_table(
+            columns=list(columns), filter=self._where(where), with_row_id=True),
+            what="reading rows")
+
     def nearest(self, vector: np.ndarray, where: str, *, limit: int) -> Ranked:
         """Exact cosine top-``limit`` among rows matching ``where`` (Lance's own scan)."""
         def run() -> Any:
@@ -103,10 +110,19 @@ class Snapshot:
         # with their vectors: _take_rows 1.0 ms, a `_rowid IN (...)` filter (through
         # to_table or a scanner) 2.1-2.4 ms. The public LanceFragment.take takes
         # offsets that shift once a fragment has deletions, so it reads wrong rows.
-        found = with_retries(lambda: self._ds._take_rows(list(row_ids), columns=wanted),
-                             what="reading memories")
-        by_row = {row["_rowid"]: row for row in found.to_pylist()}
+        by_row = {row["_rowid"]: row for row in self._take(row_ids, wanted).to_pylist()}
         return [by_row[row_id] for row_id in row_ids]
+
+    def vectors_at(self, row_ids: Sequence[int]) -> np.ndarray:
+        """The vectors of the rows with these row ids, in the order given (one
+        float32 matrix, without a row of Python lists in between)."""
+        found = self._take(row_ids, ["vector", "_rowid"])
+        position = {row_id: i for i, row_id in enumerate(_row_ids(found))}
+        return vector_matrix(found)[[position[row_id] for row_id in row_ids]]
+
+    def _take(self, row_ids: Sequence[int], columns: list[str]) -> pa.Table:
+        return with_retries(lambda: self._ds._take_rows(list(row_ids), columns=columns),
+                            what="reading rows")
 
     def records(self, row_ids: Sequence[int], *,
                 with_vectors: bool = False) -> list[tuple[int, MemoryRecord]]:
@@ -121,7 +137,15 @@ def _row_ids(found: Any) -> list[int]:
 
 
 def vector_matrix(found: Any) -> np.ndarray:
-    """The ``vector`` column of an Arrow table as one float32 matrix."""
+    """The ``vector`` column of an Arrow table as one float32 matrix, one row
+    per table row (zeros where a vector is missing: during a reindex)."""
     vectors = found.column("vector").combine_chunks()
     width = vectors.type.list_size
-    return vectors.flatten().to_numpy(zero_copy_only=False).reshape(-1, width)
+    values = vectors.flatten().to_numpy(zero_copy_only=False).reshape(-1, width)
+    if not vectors.null_count:
+        return values
+    import numpy as np
+
+    matrix = np.zeros((len(vectors), width), dtype=values.dtype)
+    matrix[vectors.is_valid().to_numpy(zero_copy_only=False)] = values
+    return matrix
