@@ -15,18 +15,11 @@ from pydantic import Field
 from ..memory.facade import Memory
 from .auth import current_principal
 from .relation_models import RelationInput, RelationList, RelationsDeleted, RelationTriple
+from .scope_fields import scope_id_fields
 
 Call = Callable[..., Awaitable[Any]]
 
-UserId = Annotated[str | None, Field(
-    description="Whose relations: the end user's id, e.g. 'alice'. If omitted, the "
-    "server's default user; with no default, the call spans every user that matches "
-    "the other ids.")]
-AgentId = Annotated[str | None, Field(
-    description="Which assistant or agent the relations belong to, e.g. 'coding-helper'.")]
-RunId = Annotated[str | None, Field(
-    description="Which conversation or session, e.g. a chat id; omit for relations that "
-    "outlive one session.")]
+UserId, AgentId, RunId = scope_id_fields("relations")
 
 
 def relation_tools(memory: Memory, call: Call, *, read: ToolAnnotations,

@@ -47,6 +47,7 @@ from .models import (
 )
 from .relation_models import SearchResult
 from .relation_tools import relation_tools
+from .scope_fields import scope_id_fields
 from .strict import ServedTool, error_result, serve_strictly
 
 log = logging.getLogger(__name__)
@@ -67,15 +68,7 @@ FILTERS_HELP = (
     '{"AND": [{"priority": {"gte": 5}}, {"created_at": {"gt": "2026-01-01"}}]}.'
 )
 
-UserId = Annotated[str | None, Field(
-    description="Whose memories: the end user's id, e.g. 'alice'. If omitted, the "
-    "server's default user; with no default, the call spans every user that matches "
-    "the other ids.")]
-AgentId = Annotated[str | None, Field(
-    description="Which assistant or agent the memories belong to, e.g. 'coding-helper'.")]
-RunId = Annotated[str | None, Field(
-    description="Which conversation or session, e.g. a chat id; omit for memories that "
-    "outlive one session.")]
+UserId, AgentId, RunId = scope_id_fields("memories")
 ActorId = Annotated[str | None, Field(
     description="Who said it (e.g. a speaker's name). On add: attributed to messages "
     "without a name. On search/list: only memories said by this actor.")]
