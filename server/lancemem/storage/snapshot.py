@@ -1,9 +1,10 @@
-"""One version of the memories table, read several ways for one search.
+"""One version of a table, read several ways for one search.
 
-A search reads the table up to three times (the scope's vectors, the keyword
-hits, the rows it returns); a Snapshot pins one version so that the three
-agree. Only row ids and vectors are read while ranking; the few rows a search
-returns are read whole at the end, by row id.
+A memory search reads the table up to three times (the scope's vectors, the
+keyword hits, the rows it returns); a Snapshot pins one version so that the
+three agree. Only row ids and vectors are read while ranking; the few rows a
+search returns are read whole at the end, by row id. Relations are ranked the
+same way (RelationTable.touching).
 
 Why the scope's vectors are read rather than asked for nearest neighbours:
 reading them needs no query vector, so it runs while the query is embedded,
