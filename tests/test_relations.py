@@ -29,6 +29,11 @@ def events(result: dict[str, Any]) -> list[tuple[str, str, str, str]]:
             for r in result["results"]]
 
 
+def fullwidth(text: str) -> str:
+    """``text`` in fullwidth letters (the same name key, other characters)."""
+    return "".join(chr(ord(ch) + 0xFEE0) if "!" <= ch <= "~" else ch for ch in text)
+
+
 def rows(memory: Memory, table: str) -> list[dict[str, Any]]:
     return memory.store.select(table, None)
 
@@ -159,6 +164,24 @@ def test_a_hub_entity_is_ranked_as_reading_every_relation_would(
         assert [r["score"] for r in found] == pytest.approx([s for s, _ in expected], abs=1e-6)
         assert all(r["user_id"] == "alice" for r in found)
     assert runs[0][0]["target"] == "dish number 42"
+
+
+def test_a_triple_added_again_in_another_spelling_is_ranked_on_its_new_vector(
+        memory: Memory, real_embedder: Any) -> None:
+    # Same keys, so the same relation id; other characters, so another sentence
+    # and vector. A vector kept from the first life must not be used.
+    memory.add_relations([triple("Alice", "likes", "green tea")], **ALICE)
+    query = "Does Alice like green tea?"
+    first = memory.search_relations(query, **ALICE)["results"][0]
+    memory.delete_all(**ALICE)  # the relation and its entities
+    again = memory.add_relations([triple(fullwidth("ALICE"), "likes", fullwidth("GREEN TEA"))],
+                                 **ALICE)["results"][0]
+    assert again["id"] == first["id"] and again["source"] == fullwidth("ALICE")
+    [row] = memory.store.select(RELATIONS, None, columns=["vector"])
+    cosine = cosine_scores([row["vector"]], real_embedder.embed_query(query))[0]
+    found = memory.search_relations(query, **ALICE)["results"][0]
+    assert found["score"] == pytest.approx(rr.score(rr.NAMED, cosine), abs=1e-6)
+    assert found["score"] != pytest.approx(first["score"], abs=1e-4)
 
 
 def test_list_filters_by_entity_and_relationship_newest_first(memory: Memory) -> None:

@@ -205,29 +205,32 @@ class RelationTable:
         """The relations matching ``where`` with an end among these entity keys,
         as the columns to rank them by, at one pinned version whose rows the
         best are then read from (Touching.relations). Vectors come from the
-        process's cache where they can (VECTOR_ROWS)."""
+        process's cache where they can (VECTOR_ROWS), by id and creation time:
+        a triple deleted and added again may be spelt otherwise (its sentence,
+        so its vector, too)."""
         import numpy as np
 
         snapshot = Snapshot(self._conn.dataset(RELATIONS))
         row_ids: list[int] = []
-        ids: list[str] = []
+        stored: list[tuple[str, int]] = []
         sources: list[str] = []
         targets: list[str] = []
         for chunk in key_chunks(keys):
             table = snapshot.columns(sql.both(where, either_end(chunk)),
-                                     ["id", "source_key", "target_key"])
+                                     ["id", "created_at", "source_key", "target_key"])
             row_ids += table.column("_rowid").to_pylist()
-            ids += table.column("id").to_pylist()
+            created = table.column("created_at").to_numpy().astype("int64").tolist()
+            stored += zip(table.column("id").to_pylist(), created, strict=True)
             sources += table.column("source_key").to_pylist()
             targets += table.column("target_key").to_pylist()
-        vectors = self._vectors.get_many(ids)
-        missing = {row_id: id_ for row_id, id_ in zip(row_ids, ids, strict=True)
-                   if id_ not in vectors}
+        vectors = self._vectors.get_many(stored)
+        missing = {row_id: key for row_id, key in zip(row_ids, stored, strict=True)
+                   if key not in vectors}
         if missing:
             read = dict(zip(missing.values(), snapshot.vectors_at(list(missing)), strict=True))
-            self._vectors.put_many({id_: v for id_, v in read.items() if v.any()})  # not yet
+            self._vectors.put_many({key: v for key, v in read.items() if v.any()})  # not yet
             vectors.update(read)  # embedded (a reindex): ranked on its ends alone, not kept
-        matrix = np.stack([vectors[id_] for id_ in ids]) if ids else None
+        matrix = np.stack([vectors[key] for key in stored]) if stored else None
         return Touching(snapshot, row_ids, sources, targets, matrix)
 
     def insert_new(self, relations: Sequence[Relation]) -> set[str]:

@@ -1,16 +1,17 @@
 """Vectors kept in memory by row key, least recently used dropped first.
 
-A relation's vector is a function of its triple, and its id is too, so a
-vector read once stays right for as long as the process's model does: a
-memory search that touches the same 2,000 relations again reads only their
-keys (at 10,000 relations a scope: 3 ms instead of 35 ms with the vectors).
+A relation's vector is a function of its sentence, which stays while its row
+does (its id and creation time name it), so a vector read once stays right
+for as long as the process's model does: a memory search that touches the
+same 2,000 relations again reads only their keys (at 10,000 relations a
+scope: 3 ms instead of 35 ms with the vectors).
 """
 
 from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping
+from collections.abc import Hashable, Iterable, Mapping
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -22,12 +23,12 @@ class VectorCache:
 
     def __init__(self, capacity: int) -> None:
         self._capacity = capacity
-        self._vectors: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._vectors: OrderedDict[Hashable, np.ndarray] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get_many(self, keys: Iterable[str]) -> dict[str, np.ndarray]:
+    def get_many(self, keys: Iterable[Hashable]) -> dict[Hashable, np.ndarray]:
         """The cached vectors among ``keys``, by key (each now most recently used)."""
-        found: dict[str, np.ndarray] = {}
+        found: dict[Hashable, np.ndarray] = {}
         with self._lock:
             for key in keys:
                 vector = self._vectors.get(key)
@@ -36,7 +37,7 @@ class VectorCache:
                     found[key] = vector
         return found
 
-    def put_many(self, vectors: Mapping[str, np.ndarray]) -> None:
+    def put_many(self, vectors: Mapping[Hashable, np.ndarray]) -> None:
         """Keep these vectors, dropping the least recently used beyond capacity."""
         with self._lock:
             for key, vector in vectors.items():
