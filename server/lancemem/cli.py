@@ -16,6 +16,7 @@ from typing import Any
 from . import cli_relations, cli_tokens
 from .core.config import AUTH_MODES, MODES, SCOPE_KEYS, TRANSPORTS, Settings, load_settings
 from .core.errors import LanceMemError, ValidationError
+from .core.messages import MAX_LIMIT
 from .memory.facade import Memory
 
 
@@ -82,7 +83,12 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--actor-id")
     search.add_argument("--filters", type=_json_object, help="JSON filter object")
     listing = sub.add_parser("list", parents=[common], help="list memories, newest first")
-    listing.add_argument("--limit", type=int, default=100)
+    listing.add_argument("--limit", type=int, default=100, help="a page of at most this many "
+                         "(1 to 1000, default 100)")
+    pages = listing.add_mutually_exclusive_group()
+    pages.add_argument("--cursor", help="the page after the one that printed this cursor")
+    pages.add_argument("--all", action="store_true", dest="every_page",
+                       help="every memory in the scope (read in pages of 1000)")
     listing.add_argument("--actor-id")
     listing.add_argument("--filters", type=_json_object, help="JSON filter object")
     by_id = {name: sub.add_parser(name, parents=[common], help=text)
@@ -167,6 +173,29 @@ def _print_items(items: list[dict[str, Any]]) -> None:
               f"{expires}")
 
 
+def _list(args: argparse.Namespace, memory: Memory) -> dict[str, Any]:
+    """One page of ``list``, or with --all every page joined into one."""
+    size = MAX_LIMIT if args.every_page else args.limit
+
+    def page(cursor: str | None) -> dict[str, Any]:
+        return memory.get_all(actor_id=args.actor_id, filters=args.filters, limit=size,
+                              cursor=cursor, show_expired=args.show_expired, **_ids(args))
+
+    result = page(args.cursor)
+    while args.every_page and result["next_cursor"] is not None:
+        more = page(result["next_cursor"])
+        result = {**more, "results": result["results"] + more["results"]}
+    return result
+
+
+def _print_page(result: dict[str, Any], args: argparse.Namespace) -> None:
+    """The memories, then (on stderr, so stdout stays the list) whether more remain."""
+    _print_items(result["results"])
+    if result["next_cursor"] is not None:
+        print(f"showing {len(result['results'])} of {result['total']} memories; next page: "
+              f"--cursor {result['next_cursor']} (or --all for every page)", file=sys.stderr)
+
+
 def _print_history(entries: list[dict[str, Any]]) -> None:
     for entry in entries:
         change = {"ADD": f"+ {entry['new_memory']}", "DELETE": f"- {entry['old_memory']}"}.get(
@@ -194,9 +223,8 @@ def _run_command(args: argparse.Namespace, memory: Memory) -> tuple[Any, Callabl
                                show_expired=args.show_expired, **ids)
         return result, lambda: _print_items(result["results"])
     if args.command == "list":
-        result = memory.get_all(actor_id=args.actor_id, filters=args.filters,
-                                limit=args.limit, show_expired=args.show_expired, **ids)
-        return result, lambda: _print_items(result["results"])
+        result = _list(args, memory)
+        return result, lambda: _print_page(result, args)
     if args.command == "get":
         result = memory.get(args.memory_id, show_expired=args.show_expired, **ids)
         return result, lambda: _print_items([result])

@@ -64,10 +64,13 @@ class MemoryItem(Scope):
     )
 
 
-class MemoryList(BaseModel):
-    """Several memories."""
+class MemoryPage(BaseModel):
+    """One page of a scope's memories, newest first."""
 
     results: list[MemoryItem]
+    total: int = Field(description="How many memories the whole listing holds.")
+    next_cursor: str | None = Field(
+        description="Pass as cursor to get the next page; null when this page is the last.")
 
 
 class Deleted(BaseModel):

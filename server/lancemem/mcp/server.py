@@ -43,7 +43,7 @@ from .models import (
     DeletedCount,
     HistoryList,
     MemoryItem,
-    MemoryList,
+    MemoryPage,
 )
 from .relation_models import SearchResult
 from .relation_tools import relation_tools
@@ -227,18 +227,24 @@ def build_server(settings: Settings, *, memory: Memory | None = None,
     async def list_memories(
         user_id: UserId = None, agent_id: AgentId = None, run_id: RunId = None,
         actor_id: ActorId = None, filters: Filters = None,
-        limit: Annotated[int, Field(ge=1, le=1000, description="At most this many.")] = 100,
+        limit: Annotated[int, Field(ge=1, le=1000, description="At most this many "
+                                    "(one page).")] = 100,
+        cursor: Annotated[str | None, Field(description="The next_cursor of the previous "
+                                            "page, to get the page after it.")] = None,
         show_expired: ShowExpired = False,
-    ) -> MemoryList:
-        """List the memories in a scope, newest first.
+    ) -> MemoryPage:
+        """List the memories in a scope, newest first, a page at a time.
 
-        Use to review everything known about a user, agent or session. Expired memories
-        are left out unless show_expired is true. Example filters: {"category": "food"}
-        or {"OR": [{"role": "assistant"}, {"tags": {"contains": "x"}}]}.
+        Use to review everything known about a user, agent or session. total says how
+        many there are; when next_cursor is not null, more remain: call again with
+        cursor=next_cursor (same ids and filters). Expired memories are left out unless
+        show_expired is true. Example filters: {"category": "food"} or
+        {"OR": [{"role": "assistant"}, {"tags": {"contains": "x"}}]}.
         """
-        return MemoryList.model_validate(await call(
+        return MemoryPage.model_validate(await call(
             memory.get_all, user_id=user_id, agent_id=agent_id, run_id=run_id,
-            actor_id=actor_id, filters=filters, limit=limit, show_expired=show_expired))
+            actor_id=actor_id, filters=filters, limit=limit, cursor=cursor,
+            show_expired=show_expired))
 
     async def get_memory(memory_id: MemoryId, user_id: UserId = None, agent_id: AgentId = None,
                          run_id: RunId = None, show_expired: ShowExpired = False) -> MemoryItem:

@@ -213,11 +213,19 @@ class Memory:
     def get_all(self, *, user_id: str | None = None, agent_id: str | None = None,
                 run_id: str | None = None, actor_id: str | None = None,
                 filters: Mapping[str, Any] | None = None, limit: int = 100,
-                show_expired: bool = False) -> dict[str, Any]:
-        """Memories in scope, newest first, at most ``limit``; expired ones only
-        with ``show_expired``."""
+                cursor: str | None = None, show_expired: bool = False) -> dict[str, Any]:
+        """Memories in scope, newest first, ``limit`` (1 to 1,000) a page;
+        expired ones only with ``show_expired``.
+
+        Returns ``{"results", "total", "next_cursor"}``: ``total`` counts the
+        whole listing, and ``next_cursor`` (None on the last page) passed
+        back as ``cursor`` gives the next page. A memory that was there all
+        along is never repeated or skipped, whatever is added or deleted
+        between pages.
+        """
         return self._searcher.get_all(ids=_ids(user_id, agent_id, run_id), actor_id=actor_id,
-                                      filters=filters, limit=limit, show_expired=show_expired)
+                                      filters=filters, limit=limit, cursor=cursor,
+                                      show_expired=show_expired)
 
     def get(self, memory_id: str, *, user_id: str | None = None, agent_id: str | None = None,
             run_id: str | None = None, show_expired: bool = False) -> dict[str, Any]:

@@ -8,6 +8,7 @@ from typing import Any
 from ..core.config import check_mode
 from ..core.errors import NotFoundError, ValidationError
 from ..core.messages import check_limit, check_text, check_threshold
+from ..core.paging import decode_cursor, page_of
 from ..core.scoping import scope_where
 from ..search.retrieval import CANDIDATES, cosine_scores, fuse, top_cosine
 from ..storage import history as hist
@@ -64,14 +65,16 @@ class Searcher:
         return {"results": items, "relations": relations}
 
     def get_all(self, *, ids: Mapping[str, Any], actor_id: Any, filters: Any,
-                limit: int, show_expired: bool = False) -> dict[str, Any]:
-        """Memory.get_all: newest first, at most ``limit``; expired memories
-        only with ``show_expired``."""
+                limit: int, cursor: Any = None, show_expired: bool = False) -> dict[str, Any]:
+        """Memory.get_all: newest first, ``limit`` a page, the page after
+        ``cursor``; expired memories only with ``show_expired``."""
         limit = check_limit(limit)
+        decode_cursor(cursor)  # a bad cursor fails before the store is read
         where = self._ctx.scope(ids, actor_id=actor_id, filters=filters).where()
         records = self._ctx.tables().memories.select(where, live_at=live_at(show_expired))
-        records.sort(key=lambda record: (record.created_at, record.id), reverse=True)
-        return {"results": [record.to_item() for record in records[:limit]]}
+        page = page_of(records, limit=limit, cursor=cursor)
+        return {"results": [record.to_item() for record in page.items], "total": page.total,
+                "next_cursor": page.next_cursor}
 
     def get(self, memory_id: str, *, ids: Mapping[str, Any],
             show_expired: bool = False) -> dict[str, Any]:
