@@ -64,3 +64,14 @@ def test_cli_uses_default_user_from_environment(tmp_path: Path) -> None:
         capture_output=True, text=True, timeout=300)
     assert env_run.returncode == 0, env_run.stderr
     assert json.loads(env_run.stdout)["results"][0]["user_id"] == "envuser"
+
+
+def test_cli_version_names_the_installed_release(tmp_path: Path) -> None:
+    from importlib.metadata import version
+
+    from lancemem import __version__
+
+    assert version("lancemem") == __version__  # pyproject.toml and the package agree
+    shown = run(tmp_path, "--version")
+    assert shown.returncode == 0 and shown.stdout.strip() == f"lancemem {__version__}"
+    assert __version__[0].isdigit() and not (tmp_path / "db").exists()

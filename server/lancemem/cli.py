@@ -13,7 +13,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from . import cli_relations, cli_tokens
+from . import __version__, cli_relations, cli_tokens
 from .core.config import AUTH_MODES, MODES, SCOPE_KEYS, TRANSPORTS, Settings, load_settings
 from .core.errors import LanceMemError, ValidationError
 from .core.messages import MAX_LIMIT
@@ -47,6 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser for every subcommand."""
     common = _common()
     parser = argparse.ArgumentParser(prog="lancemem", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"lancemem {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", parents=[common], help="run the MCP server")
     serve.add_argument("--transport", choices=TRANSPORTS)
