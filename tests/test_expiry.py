@@ -160,7 +160,8 @@ def test_history_delete_and_delete_all_still_reach_expired_memories(
     assert memory.delete(mixed["yesterday"], user_id="ana") == {"id": mixed["yesterday"],
                                                                "deleted": True}
     assert memory.delete_all(user_id="ana") == {"deleted": 3, "relations_deleted": 0}
-    assert memory.get_all(user_id="ana", show_expired=True) == {"results": []}
+    assert memory.get_all(user_id="ana", show_expired=True) == {
+        "results": [], "total": 0, "next_cursor": None}
 
 
 def test_a_date_already_past_is_accepted_and_hidden_at_once(memory: Memory) -> None:

@@ -106,7 +106,7 @@ def test_import_is_all_or_nothing_and_idempotent(tmp_path: Path) -> None:
     broken = run(tmp_path, "import", "-", "--user-id", "carol", stdin='{"text": "x"}\nnope\n')
     assert broken.returncode == 1 and "line 2 is not JSON" in broken.stderr
     assert json.loads(run(tmp_path, "list", "--user-id", "carol", "--json").stdout) == {
-        "results": []}
+        "results": [], "total": 0, "next_cursor": None}
 
 
 def test_optimize_command(tmp_path: Path) -> None:
