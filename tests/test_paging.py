@@ -81,6 +81,10 @@ def test_without_changes_the_pages_are_the_whole_listing_in_order() -> None:
     base64.urlsafe_b64encode(json.dumps(["2026-01-01T00:00:00", "x"]).encode()).decode(),
     base64.urlsafe_b64encode(json.dumps(["2026-01-01T00:00:00+00:00", 5]).encode()).decode(),
     base64.urlsafe_b64encode(b"\xff\xfe").decode(), 7, ["a"],
+    base64.urlsafe_b64encode(b"[" * 1000 + b"]" * 1000).decode(),  # RecursionError in json
+    base64.urlsafe_b64encode(b"[" * 370 + b"]" * 370).decode(),  # nested, within the size
+    base64.urlsafe_b64encode(json.dumps(["2026-01-01T00:00:00+00:00", "x" * 900]).encode())
+    .decode(),
 ])
 def test_a_cursor_list_memories_did_not_give_is_refused_with_what_to_do(cursor: Any) -> None:
     with pytest.raises(ValidationError) as caught:

@@ -19,6 +19,7 @@ from typing import Any, Generic, Protocol, TypeVar
 
 from .errors import ValidationError
 
+MAX_CURSOR = 1_000  # ours are ~100 characters: a memory id and a timestamp
 _BAD_CURSOR = ("'cursor' {0!r} is not one that list_memories returned; pass the "
                "next_cursor of the previous page, or leave cursor out to start from the newest.")
 
@@ -52,11 +53,13 @@ def decode_cursor(cursor: Any) -> Position | None:
         return None
     if not isinstance(cursor, str):
         raise ValidationError(f"'cursor' must be a string, got {type(cursor).__name__}.")
+    if len(cursor) > MAX_CURSOR:
+        raise ValidationError(_BAD_CURSOR.format(cursor[:80]))
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         when, memory_id = json.loads(raw.decode())
         position = Position(datetime.fromisoformat(when), memory_id)
-    except (binascii.Error, UnicodeDecodeError, ValueError, TypeError):
+    except (binascii.Error, UnicodeDecodeError, ValueError, TypeError, RecursionError):
         raise ValidationError(_BAD_CURSOR.format(cursor[:80])) from None
     if not isinstance(position.id, str) or position.created_at.tzinfo is None:
         raise ValidationError(_BAD_CURSOR.format(cursor[:80]))
