@@ -189,7 +189,7 @@ def _list(args: argparse.Namespace, memory: Memory) -> dict[str, Any]:
     return result
 
 
-def _print_page(result: dict[str, Any], args: argparse.Namespace) -> None:
+def _print_page(result: dict[str, Any]) -> None:
     """The memories, then (on stderr, so stdout stays the list) whether more remain."""
     _print_items(result["results"])
     if result["next_cursor"] is not None:
@@ -225,7 +225,7 @@ def _run_command(args: argparse.Namespace, memory: Memory) -> tuple[Any, Callabl
         return result, lambda: _print_items(result["results"])
     if args.command == "list":
         result = _list(args, memory)
-        return result, lambda: _print_page(result, args)
+        return result, lambda: _print_page(result)
     if args.command == "get":
         result = memory.get(args.memory_id, show_expired=args.show_expired, **ids)
         return result, lambda: _print_items([result])
