@@ -45,7 +45,7 @@ def test_a_memory_there_all_along_is_listed_exactly_once(
     stored, seen, cursor, pages = list(start), [], None, 0
     always = set(start)
     while True:
-        page = page_of(stored, limit=limit, cursor=cursor)
+        page = page_of(stored, limit=limit, after=decode_cursor(cursor))
         assert page.total == len(stored) and len(page.items) <= limit
         seen += page.items
         if page.next_cursor is None:
@@ -66,14 +66,14 @@ def test_without_changes_the_pages_are_the_whole_listing_in_order() -> None:
     everything = [Row(EPOCH + timedelta(seconds=n % 3), f"id{n:02}") for n in range(10)]
     pages, cursor = [], None
     while True:
-        page = page_of(everything, limit=3, cursor=cursor)
+        page = page_of(everything, limit=3, after=decode_cursor(cursor))
         pages.append([row.id for row in page.items])
         if (cursor := page.next_cursor) is None:
             break
     ordered = sorted(everything, key=lambda r: (r.created_at, r.id), reverse=True)
     assert [i for p in pages for i in p] == [row.id for row in ordered]
     assert [len(p) for p in pages] == [3, 3, 3, 1]
-    assert page_of(everything, limit=10, cursor=None).next_cursor is None
+    assert page_of(everything, limit=10, after=None).next_cursor is None
 
 
 @pytest.mark.parametrize("cursor", [

@@ -183,10 +183,11 @@ def _list(args: argparse.Namespace, memory: Memory) -> dict[str, Any]:
                               cursor=cursor, show_expired=args.show_expired, **_ids(args))
 
     result = page(args.cursor)
+    shown = result["results"]
     while args.every_page and result["next_cursor"] is not None:
-        more = page(result["next_cursor"])
-        result = {**more, "results": result["results"] + more["results"]}
-    return result
+        result = page(result["next_cursor"])
+        shown += result["results"]
+    return {**result, "results": shown}
 
 
 def _print_page(result: dict[str, Any]) -> None:

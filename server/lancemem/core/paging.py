@@ -53,16 +53,17 @@ def decode_cursor(cursor: Any) -> Position | None:
         return None
     if not isinstance(cursor, str):
         raise ValidationError(f"'cursor' must be a string, got {type(cursor).__name__}.")
+    bad = ValidationError(_BAD_CURSOR.format(cursor[:80]))
     if len(cursor) > MAX_CURSOR:
-        raise ValidationError(_BAD_CURSOR.format(cursor[:80]))
+        raise bad
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         when, memory_id = json.loads(raw.decode())
         position = Position(datetime.fromisoformat(when), memory_id)
     except (binascii.Error, UnicodeDecodeError, ValueError, TypeError, RecursionError):
-        raise ValidationError(_BAD_CURSOR.format(cursor[:80])) from None
+        raise bad from None
     if not isinstance(position.id, str) or position.created_at.tzinfo is None:
-        raise ValidationError(_BAD_CURSOR.format(cursor[:80]))
+        raise bad
     return position
 
 
@@ -79,15 +80,17 @@ class Page(Generic[T]):
     next_cursor: str | None
 
 
-def page_of(records: Sequence[T], *, limit: int, cursor: Any) -> Page[T]:
-    """The page of ``records`` (any order) after ``cursor``, newest first."""
-    after = decode_cursor(cursor)
-    ordered = sorted(records, key=lambda record: (record.created_at, record.id), reverse=True)
+def _key(record: Listed) -> tuple[datetime, str]:
+    return record.created_at, record.id
+
+
+def page_of(records: Sequence[T], *, limit: int, after: Position | None) -> Page[T]:
+    """The page of ``records`` (any order) after ``after`` (None: from the
+    newest), newest first; ``limit`` is at least 1."""
+    ordered = sorted(records, key=_key, reverse=True)
     if after is not None:
-        key = (after.created_at, after.id)
-        ordered = [record for record in ordered if (record.created_at, record.id) < key]
+        ordered = [record for record in ordered if _key(record) < (after.created_at, after.id)]
     items = ordered[:limit]
     more = len(ordered) > limit
-    last = items[-1] if items else None
-    next_cursor = Position(last.created_at, last.id).encode() if more and last else None
+    next_cursor = Position(*_key(items[-1])).encode() if more else None
     return Page(items, len(records), next_cursor)

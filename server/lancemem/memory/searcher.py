@@ -69,10 +69,10 @@ class Searcher:
         """Memory.get_all: newest first, ``limit`` a page, the page after
         ``cursor``; expired memories only with ``show_expired``."""
         limit = check_limit(limit)
-        decode_cursor(cursor)  # a bad cursor fails before the store is read
+        after = decode_cursor(cursor)  # a bad cursor fails before the store is read
         where = self._ctx.scope(ids, actor_id=actor_id, filters=filters).where()
         records = self._ctx.tables().memories.select(where, live_at=live_at(show_expired))
-        page = page_of(records, limit=limit, cursor=cursor)
+        page = page_of(records, limit=limit, after=after)
         return {"results": [record.to_item() for record in page.items], "total": page.total,
                 "next_cursor": page.next_cursor}
 
