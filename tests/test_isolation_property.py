@@ -349,7 +349,13 @@ def check_step(step: Step, args: dict[str, Any], scope: CallScope, result: Any,
                 f"{where} wrote history for {row}")
     # Rows inside the scope that changed or went: only by a tool that writes.
     changed = {i for i, row in before.memories.items() if after.memories.get(i) != row}
-    if step.tool not in {"update_memory", "delete_memory", "delete_all_memories"}:
+    if step.tool == "add_memory":  # re-added text with other metadata: that copy, reported
+        updated = {e["id"] for e in result.structured_content["results"]
+                   if e["event"] == "UPDATE"}
+        assert changed <= updated, f"{where} changed {changed - updated} unreported"
+        assert all(after.memories[i]["memory"] == before.memories[i]["memory"]
+                   for i in changed), f"{where} changed the text of {changed}"
+    elif step.tool not in {"update_memory", "delete_memory", "delete_all_memories"}:
         assert not changed, f"{where} changed {changed}"
     for memory_id in changed:
         assert scope.holds(before.memories[memory_id], with_actor=False), where

@@ -31,6 +31,7 @@ class _Keep(Enum):
 
 
 KEEP = _Keep.KEEP  # MemoryRecord.revised: leave the expiration date as it is
+Keep = Literal[_Keep.KEEP]  # KEEP's type
 
 
 @dataclass(frozen=True)

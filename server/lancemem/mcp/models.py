@@ -35,10 +35,14 @@ class AddEvent(Scope):
 
     id: str = Field(description="The memory's id.")
     memory: str = Field(description="The stored text.")
-    event: str = Field(description="'ADD' (stored), 'NONE' (already stored in this scope) or "
-                                   "'UPDATE' (an expired copy brought back).")
+    event: str = Field(description="'ADD' (stored), 'NONE' (already stored in this scope, "
+                                   "unchanged) or 'UPDATE' (the stored copy changed: an "
+                                   "expired copy brought back, or given this call's metadata).")
     expiration_date: str | None = Field(
         default=None, description="When it expires (ISO-8601, UTC), if it does.")
+    metadata: dict[str, Any] | None = Field(
+        default=None, description="With UPDATE: the new custom metadata, when this call's "
+                                  "metadata replaced the stored copy's.")
 
 
 class AddResult(BaseModel):
@@ -107,6 +111,10 @@ class HistoryEntry(BaseModel):
     principal: str | None = Field(default=None, description=(
         "Who made the change on an authenticated server: token:<id> or jwt:<subject>."))
     principal_label: str | None = Field(default=None, description="The token's label, if any.")
+    old_metadata: dict[str, Any] | None = Field(default=None, description=(
+        "The custom metadata before the change (null for an ADD, or not recorded)."))
+    new_metadata: dict[str, Any] | None = Field(default=None, description=(
+        "The custom metadata after the change (null for a DELETE)."))
 
 
 class HistoryList(BaseModel):

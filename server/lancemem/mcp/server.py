@@ -183,8 +183,9 @@ def build_server(settings: Settings, *, memory: Memory | None = None,
         Use when the user shares a fact, preference, plan or decision worth recalling
         later. Pass `text`, or `messages` (each message becomes one memory, its `name`
         recorded as who said it). Text already stored in the same scope is not stored
-        twice (event NONE; UPDATE when that copy had expired: it comes back with this
-        call's expiration_date). Give `expiration_date` for facts that stop being
+        twice: event NONE, or UPDATE when the stored copy changed (it had expired and
+        comes back with this call's expiration_date, or this call's `metadata` differs
+        and replaces its metadata). Give `expiration_date` for facts that stop being
         true, e.g. "visiting Lisbon until 2026-12-31".
         """
         if (text is None) == (messages is None):

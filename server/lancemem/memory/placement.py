@@ -1,5 +1,6 @@
 """Where each message of an add goes: a new record, the copy already stored
-(event NONE), or an expired copy brought back (event UPDATE).
+(event NONE), or that copy changed (event UPDATE): an expired copy brought
+back, or a copy given the call's new metadata.
 
 Text already stored in the same scope is not stored twice. When that copy
 has expired, answering NONE would make the re-added text vanish silently, so
@@ -12,6 +13,7 @@ MemoryTable.insert_unique alone.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -19,7 +21,7 @@ from typing import Any
 from ..core.errors import ConflictError
 from ..core.messages import Message
 from ..core.principal import Principal
-from ..core.records import MemoryRecord, Plan, is_expired, text_hash
+from ..core.records import KEEP, Keep, MemoryRecord, Plan, is_expired, text_hash
 from ..core.scoping import Scope, scope_where
 from ..storage import history as hist
 from ..storage.memory_table import Copy
@@ -39,6 +41,43 @@ def later_than(stored: MemoryRecord) -> datetime:
     the version read, whatever the clocks of other processes say, so history
     sorts in the order the changes landed."""
     return max(datetime.now(UTC), stored.updated_at + timedelta(microseconds=1))
+
+
+@dataclass(frozen=True)
+class Change:
+    """What re-adding a stored text changes in its copy: an expired copy takes the
+    call's expiration date, and metadata given that differs from the copy's
+    replaces it (as ``update`` does). Neither (the same call again, a re-run
+    import, or no metadata given): nothing, event NONE."""
+
+    expiration: datetime | Keep | None
+    metadata: Mapping[str, Any] | None
+
+    @classmethod
+    def of(cls, expiration_date: datetime | None, metadata: Mapping[str, Any], plan: Plan,
+           now: datetime) -> Change:
+        """The change to a copy that expires at ``expiration_date`` and holds ``metadata``."""
+        revives = is_expired(expiration_date, now) and expiration_date != plan.expiration
+        relabels = bool(plan.custom) and dict(plan.custom) != dict(metadata)
+        return cls(plan.expiration if revives else KEEP, plan.custom if relabels else None)
+
+    def __bool__(self) -> bool:
+        return self.expiration is not KEEP or self.metadata is not None
+
+    def fields(self) -> dict[str, Any]:
+        """The add result's fields for this change."""
+        out: dict[str, Any] = {"event": "UPDATE"}
+        if self.expiration is not KEEP:
+            out.update(expiry_field(self.expiration))
+        if self.metadata is not None:
+            out["metadata"] = dict(self.metadata)
+        return out
+
+    def expiration_after(self, before: datetime | None) -> datetime | None:
+        return before if self.expiration is KEEP else self.expiration
+
+    def metadata_after(self, before: Mapping[str, Any]) -> Mapping[str, Any]:
+        return before if self.metadata is None else self.metadata
 
 
 @dataclass
@@ -69,11 +108,12 @@ class Placement:
         if copy is None:
             return self._new(plan, message, known, scope_fields)
         result = {"id": copy.id, "memory": message.content, "event": "NONE", **scope_fields}
-        # The same expiration again (a re-run import) changes nothing: NONE.
-        if is_expired(copy.expiration_date, self.now) and copy.expiration_date != plan.expiration:
-            result.update(event="UPDATE", **expiry_field(plan.expiration))
+        change = Change.of(copy.expiration_date, copy.metadata, plan, self.now)
+        if change:
+            result.update(change.fields())
             self.revivals.append(Revival(result, copy.id, plan, message))
-            known[digest] = Copy(copy.id, plan.expiration)
+            known[digest] = Copy(copy.id, change.expiration_after(copy.expiration_date),
+                                 change.metadata_after(copy.metadata))
         return result
 
     def _new(self, plan: Plan, message: Message, known: dict[str, Copy],
@@ -105,16 +145,19 @@ def revive(tables: Tables, revival: Revival, now: datetime,
         stored = tables.memories.find(revival.copy_id, where, with_vector=True)
         if stored is None:
             return False
-        if not stored.expired(now) or stored.expiration_date == revival.plan.expiration:
-            revival.result["event"] = "NONE"
-            revival.result.pop("expiration_date", None)
+        change = Change.of(stored.expiration_date, stored.metadata, revival.plan, now)
+        for key in ("event", "expiration_date", "metadata"):  # as found now, not at planning
+            revival.result.pop(key, None)
+        revival.result.update(change.fields() if change else {"event": "NONE"})
+        if not change:
             return True
-        record = stored.revised(expiration_date=revival.plan.expiration,
+        record = stored.revised(expiration_date=change.expiration, metadata=change.metadata,
                                 updated_at=later_than(stored))
         if tables.memories.replace_if_unchanged(record, stored_at=stored.updated_at):
             tables.history.record_soon([hist.history_row(
                 memory=record, event=hist.UPDATE, old_memory=stored.memory,
-                new_memory=record.memory, now=record.updated_at, principal=principal)])
+                new_memory=record.memory, now=record.updated_at, principal=principal,
+                old_metadata=stored.metadata)])
             return True
     raise ConflictError(f"memory {revival.copy_id!r} kept changing while it was being revived; "
                         "add it again.")

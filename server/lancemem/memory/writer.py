@@ -191,7 +191,7 @@ class Writer:
                 tables.history.record_soon(
                     [hist.history_row(memory=record, event=hist.UPDATE, old_memory=stored.memory,
                                       new_memory=record.memory, now=record.updated_at,
-                                      principal=principal)])
+                                      principal=principal, old_metadata=stored.metadata)])
                 return record.to_item()
         raise ConflictError(f"memory {memory_id!r} kept changing while it was being updated; "
                             "try again.")

@@ -18,6 +18,7 @@ and a slow writer that fills it too produce the same row; readers keep one.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import uuid
@@ -64,12 +65,17 @@ def history_row(
     new_memory: str | None,
     now: datetime,
     principal: Principal | None = None,
+    old_metadata: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """One history row for a change to ``memory`` (a record or a stored row),
-    made by ``principal`` on an authenticated server (None: a local call)."""
+    """One history row for a change to ``memory`` (a record or a stored row,
+    after an ADD or UPDATE, before a DELETE), made by ``principal`` on an
+    authenticated server (None: a local call). An UPDATE's ``old_metadata`` is
+    the custom metadata it replaced."""
     if isinstance(memory, MemoryRecord):
         memory = {"id": memory.id, "updated_at": memory.updated_at,
+                  "metadata": memory.metadata,
                   **{key: getattr(memory, key) for key in ITEM_FIELDS}}
+    metadata = _metadata_json(memory.get("metadata"))
     return {
         "id": event_id(memory["id"], event, memory.get("updated_at")),
         "memory_id": memory["id"],
@@ -86,12 +92,24 @@ def history_row(
         "run_id": memory.get("run_id"),
         "principal": principal.name if principal else None,
         "principal_label": principal.label if principal else None,
+        "old_metadata": metadata if event == DELETE else _metadata_json(old_metadata),
+        "new_metadata": None if event == DELETE else metadata,
     }
+
+
+def _metadata_json(metadata: Mapping[str, Any] | str | None) -> str | None:
+    """Custom metadata as the JSON history stores (a stored row holds it as JSON)."""
+    if metadata is None or isinstance(metadata, str):
+        return metadata
+    return json.dumps(dict(metadata), ensure_ascii=False, sort_keys=True)
 
 
 def entry(row: Mapping[str, Any]) -> dict[str, Any]:
     """A history row as returned to callers (timestamps as ISO-8601 strings)."""
     result = {key: row.get(key) for key in history_schema().names}
+    for key in ("old_metadata", "new_metadata"):
+        if result[key] is not None:
+            result[key] = json.loads(result[key])
     for key in ("created_at", "updated_at"):
         value = result[key]
         result[key] = value.isoformat() if value is not None else None

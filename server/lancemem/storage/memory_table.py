@@ -9,8 +9,9 @@ settled here.
 from __future__ import annotations
 
 import functools
+import json
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -39,10 +40,12 @@ _ID_CHUNK = 500  # ids per IN list
 
 @dataclass(frozen=True)
 class Copy:
-    """A stored memory that holds some text: its id and when it expires (None: never)."""
+    """A stored memory that holds some text: its id, when it expires (None:
+    never) and its custom metadata."""
 
     id: str
     expiration_date: datetime | None
+    metadata: Mapping[str, Any] = field(default_factory=dict)
 
 
 class MemoryTable:
@@ -128,16 +131,19 @@ class MemoryTable:
         if self._conn.count(MEMORIES, where, version=version) == 0:  # the usual case, cheaper
             return {}
         rows = self._conn.select(MEMORIES, where,
-                                 columns=["id", "hash", EXPIRATION_DATE, *SCOPE_KEYS],
+                                 columns=["id", "hash", EXPIRATION_DATE, "metadata",
+                                          *SCOPE_KEYS],
                                  version=version)
         copies: dict[str, set[str]] = {}
-        expiring = {row["id"]: row[EXPIRATION_DATE] for row in rows}
+        stored = {row["id"]: row for row in rows}
         for row in rows:
             if in_scope(row, scope):
                 copies.setdefault(row["hash"], set()).add(row["id"])
         # Two copies: a raced add whose loser has not deleted its copy yet.
         kept = {text: self._first_committed(ids, version) for text, ids in copies.items()}
-        return {text: Copy(kept_id, expiring[kept_id]) for text, kept_id in kept.items()}
+        return {text: Copy(kept_id, stored[kept_id][EXPIRATION_DATE],
+                           json.loads(stored[kept_id]["metadata"] or "{}"))
+                for text, kept_id in kept.items()}
 
     def insert_unique(self, records: Sequence[MemoryRecord], *,
                       checked_at: int) -> dict[str, str]:

@@ -116,8 +116,18 @@ def history_schema() -> pa.Schema:
             pa.field("agent_id", pa.utf8()),
             pa.field("run_id", pa.utf8()),
             *principal_fields(),
+            *metadata_fields(),
         ]
     )
+
+
+def metadata_fields() -> list[pa.Field]:
+    """The memory's custom metadata before and after the change (JSON objects;
+    null where there was none to record: an ADD has no old, a DELETE no new,
+    rows from before these columns neither)."""
+    import pyarrow as pa
+
+    return [pa.field("old_metadata", pa.utf8()), pa.field("new_metadata", pa.utf8())]
 
 
 def principal_fields() -> list[pa.Field]:
@@ -141,7 +151,7 @@ def meta_schema() -> pa.Schema:
 def migrate(conn: Connection) -> None:
     """Bring the memories and history tables of an older store up to date."""
     _add_search_text(conn)
-    _add_history_principal(conn)
+    _add_history_columns(conn)
     _add_expiration_date(conn)
 
 
@@ -161,10 +171,11 @@ def _add_search_text(conn: Connection) -> None:
              "with their actor", conn.uri)
 
 
-def _add_history_principal(conn: Connection) -> None:
-    """Give an older store's history its (empty) principal columns."""
+def _add_history_columns(conn: Connection) -> None:
+    """Give an older store's history its (empty) principal and metadata columns."""
     table = conn.table(HISTORY)
-    missing = [f for f in principal_fields() if f.name not in table.schema.names]
+    missing = [f for f in (*principal_fields(), *metadata_fields())
+               if f.name not in table.schema.names]
     if not missing:
         return
     try:
