@@ -302,7 +302,7 @@ def test_the_token_cli_creates_lists_and_revokes(tmp_path: Path) -> None:
     missing = lancemem("create")
     assert missing.returncode == 2 and "--user-id" in missing.stderr
     bad = lancemem("create", "--user-id", "x", "--expires-in", "soon")
-    assert bad.returncode == 2 and "number of days" in bad.stderr
+    assert bad.returncode == 1 and "VALIDATION_005" in bad.stderr and "number of days" in bad.stderr
 
 
 def test_a_flood_is_slowed_with_429_while_other_clients_are_served(tmp_path: Path) -> None:

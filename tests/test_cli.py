@@ -30,7 +30,8 @@ def test_cli_round_trip(tmp_path: Path) -> None:
                              "keyword", "--json").stdout)
     assert [i["memory"] for i in by_word["results"]] == ["My car is a red Toyota"]
     bad_mode = run(tmp_path, "search", "Toyota", "--user-id", "alice", "--mode", "bm25")
-    assert bad_mode.returncode == 2 and "invalid choice: 'bm25'" in bad_mode.stderr
+    assert bad_mode.returncode == 1 and "VALIDATION_005" in bad_mode.stderr
+    assert "invalid choice: 'bm25'" in bad_mode.stderr
     listed = json.loads(run(tmp_path, "list", "--user-id", "alice", "--json").stdout)
     assert [i["memory"] for i in listed["results"]] == [
         "My car is a red Toyota", "I love pizza with olives"]

@@ -57,5 +57,7 @@ def test_relation_errors_are_one_line_with_a_code(tmp_path: Path) -> None:
     assert nothing.returncode == 1 and "VALIDATION_005" in nothing.stderr
     bad = run(tmp_path, "relations", "add", "Alice", "!!!", "Acme", "--user-id", "alice")
     assert bad.returncode == 1 and "relationship" in bad.stderr
+    assert run(tmp_path, "relations", "add", "Alice", "works at", "Acme",
+               "--user-id", "alice").returncode == 0  # a store, so the id is what is missing
     missing = run(tmp_path, "relations", "history", "nope", "--user-id", "alice")
     assert missing.returncode == 1 and "NOT_FOUND_001" in missing.stderr

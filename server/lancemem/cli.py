@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -18,6 +19,28 @@ from .core.config import AUTH_MODES, MODES, SCOPE_KEYS, TRANSPORTS, Settings, lo
 from .core.errors import LanceMemError, ValidationError
 from .core.messages import MAX_LIMIT
 from .memory.facade import Memory
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, except that a bad value for a known flag (``--limit abc``, JSON that
+    does not parse, a mode it does not offer) is a VALIDATION_005 line and exit 1, as
+    for every other bad input; an unknown flag or command still gets the usage text
+    and exit 2."""
+
+    def _get_value(self, action: argparse.Action, arg_string: str) -> Any:
+        try:
+            return super()._get_value(action, arg_string)
+        except argparse.ArgumentError as exc:
+            raise ValidationError(f"{exc}; see `{self.prog} --help`.") from None
+
+    def _check_value(self, action: argparse.Action, value: Any) -> None:
+        if isinstance(action, argparse._SubParsersAction):  # an unknown command: usage
+            super()._check_value(action, value)
+            return
+        try:
+            super()._check_value(action, value)
+        except argparse.ArgumentError as exc:
+            raise ValidationError(f"{exc}.") from None
 
 
 def _json_object(text: str) -> Any:
@@ -31,7 +54,7 @@ def _json_object(text: str) -> Any:
 
 
 def _common() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
+    common = _Parser(add_help=False)
     common.add_argument("--db", help="store path or LanceDB URI (env LANCEMEM_DB)")
     common.add_argument("--model", dest="embedding_model",
                         help="fastembed model name (env LANCEMEM_EMBEDDING_MODEL)")
@@ -46,7 +69,7 @@ def _common() -> argparse.ArgumentParser:
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser for every subcommand."""
     common = _common()
-    parser = argparse.ArgumentParser(prog="lancemem", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="lancemem", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"lancemem {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", parents=[common], help="run the MCP server")
@@ -67,14 +90,28 @@ def build_parser() -> argparse.ArgumentParser:
                            metavar="ID",
                            help=f"fix {name} for every call; callers cannot change it")
     _auth_flags(serve)
-    add = sub.add_parser("add", parents=[common], help="remember a text")
-    add.add_argument("text")
+    add = sub.add_parser("add", parents=[common], help="remember a text, or each message "
+                         "of a conversation")
+    add.add_argument("text", nargs="?", help="the text (or give --messages)")
+    add.add_argument("--messages", metavar="JSON", help='a JSON list of messages, e.g. '
+                     '\'[{"role": "user", "content": "I moved to Lisbon"}]\'; - reads it '
+                     "from stdin; system messages are skipped, a message's name is its actor")
     add.add_argument("--actor-id")
-    add.add_argument("--metadata", type=_json_object,
-                     help='JSON object, e.g. \'{"topic": "food"}\'')
-    add.add_argument("--expiration-date", metavar="WHEN",
-                     help="hide the memory from then on: 2026-12-31 (kept through that day, "
-                          "UTC) or 2026-12-31T18:00:00+01:00")
+    _metadata_flags(add)
+    update = sub.add_parser("update", parents=[common],
+                            help="change a memory's text, metadata or expiration date")
+    update.add_argument("memory_id")
+    update.add_argument("--text", help="the new text (re-embedded)")
+    _metadata_flags(update)
+    update.add_argument("--no-expiration", action="store_true",
+                        help="remove the memory's expiration date")
+    delete_all = sub.add_parser("delete-all", parents=[common],
+                                help="delete every memory of the scope (and its relations)")
+    delete_all.add_argument("--actor-id", help="only what this actor said")
+    delete_all.add_argument("--filters", type=_json_object,
+                            help="JSON filter object: only the memories it matches")
+    delete_all.add_argument("--yes", action="store_true",
+                            help="really delete (without it, says how many would go)")
     search = sub.add_parser("search", parents=[common], help="search memories")
     search.add_argument("query")
     search.add_argument("--limit", type=int, default=10)
@@ -111,12 +148,21 @@ def build_parser() -> argparse.ArgumentParser:
     optimize.add_argument("--purge-expired", action="store_true",
                           help="first delete every expired memory of every scope (each "
                                "recorded in history)")
-    store_only = argparse.ArgumentParser(add_help=False)
+    store_only = _Parser(add_help=False)
     store_only.add_argument("--db", help="store path or LanceDB URI (env LANCEMEM_DB)")
     store_only.add_argument("--json", action="store_true", help="print JSON instead of text")
     cli_tokens.add_parser(sub, store_only)
     cli_relations.add_parser(sub, common)
     return parser
+
+
+def _metadata_flags(parser: argparse.ArgumentParser) -> None:
+    """``--metadata`` and ``--expiration-date``, shared by add and update."""
+    parser.add_argument("--metadata", type=_json_object,
+                        help='JSON object, e.g. \'{"topic": "food"}\'')
+    parser.add_argument("--expiration-date", metavar="WHEN",
+                        help="hide the memory from then on: 2026-12-31 (kept through that "
+                             "day, UTC) or 2026-12-31T18:00:00+01:00")
 
 
 def _auth_flags(serve: argparse.ArgumentParser) -> None:
@@ -162,6 +208,48 @@ def _settings(args: argparse.Namespace) -> Settings:
     return load_settings(overrides)
 
 
+def _messages(args: argparse.Namespace) -> Any:
+    """``add``'s text, or the messages of ``--messages`` (JSON, or - for stdin)."""
+    if (args.text is None) == (args.messages is None):
+        raise ValidationError("give the text to remember or --messages JSON, not both or "
+                              'neither: lancemem add "I love pizza" --user-id alice')
+    if args.messages is None:
+        return args.text
+    raw = sys.stdin.read() if args.messages == "-" else args.messages
+    try:
+        messages = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise ValidationError(f"--messages is not valid JSON ({exc.msg}); pass a list like "
+                              '\'[{"role": "user", "content": "..."}]\'.') from None
+    if not isinstance(messages, list):
+        raise ValidationError("--messages must be a JSON list of {role, content} objects.")
+    return messages
+
+
+def _update(args: argparse.Namespace, memory: Memory) -> dict[str, Any]:
+    """``update``: at least one change; --no-expiration removes the expiration date."""
+    if args.no_expiration and args.expiration_date is not None:
+        raise ValidationError("--expiration-date and --no-expiration contradict each other; "
+                              "pass one.")
+    expiration = "" if args.no_expiration else args.expiration_date
+    if args.text is None and args.metadata is None and expiration is None:
+        raise ValidationError("nothing to change: pass --text, --metadata, --expiration-date "
+                              "or --no-expiration.")
+    return memory.update(args.memory_id, text=args.text, metadata=args.metadata,
+                         expiration_date=expiration, **_ids(args))
+
+
+def _delete_all(args: argparse.Namespace, memory: Memory) -> dict[str, Any]:
+    """``delete-all``: without --yes only says how many memories would go."""
+    if not args.yes:
+        count = memory.get_all(actor_id=args.actor_id, filters=args.filters, limit=1,
+                               show_expired=True, **_ids(args))["total"]
+        raise ValidationError(f"this would delete {count} memories (and, without --filters, "
+                              "the scope's relations); nothing was deleted. Run it again "
+                              "with --yes.")
+    return memory.delete_all(actor_id=args.actor_id, filters=args.filters, **_ids(args))
+
+
 def _print_items(items: list[dict[str, Any]]) -> None:
     if not items:
         print("(no memories)")
@@ -204,7 +292,10 @@ def _print_history(entries: list[dict[str, Any]]) -> None:
             entry["event"], f"{entry['old_memory']} -> {entry['new_memory']}")
         label = f" ({entry['principal_label']!r})" if entry.get("principal_label") else ""
         who = f"  [by {entry['principal']}{label}]" if entry.get("principal") else ""
-        print(f"{entry['created_at']}  {entry['event']:<6} {change}{who}")
+        old, new = entry.get("old_metadata"), entry.get("new_metadata")
+        relabel = (f"  metadata {json.dumps(old)} -> {json.dumps(new)}"
+                   if entry["event"] == "UPDATE" and old != new else "")
+        print(f"{entry['created_at']}  {entry['event']:<6} {change}{relabel}{who}")
 
 
 def _ids(args: argparse.Namespace) -> dict[str, Any]:
@@ -215,10 +306,19 @@ def _run_command(args: argparse.Namespace, memory: Memory) -> tuple[Any, Callabl
     """Run one subcommand; returns its JSON result and how to print it for people."""
     ids = _ids(args)
     if args.command == "add":
-        result = memory.add(args.text, actor_id=args.actor_id, metadata=args.metadata,
+        result = memory.add(_messages(args), actor_id=args.actor_id, metadata=args.metadata,
                             expiration_date=args.expiration_date, **ids)
-        return result, lambda: [print(f"{r['event']:<4} {r['id']}  {r['memory']}")
+        return result, lambda: [print(f"{r['event']:<6} {r['id']}  {r['memory']}"
+                                      + (f"  (metadata now {json.dumps(r['metadata'])})"
+                                         if "metadata" in r else ""))
                                 for r in result["results"]]
+    if args.command == "update":
+        result = _update(args, memory)
+        return result, lambda: _print_items([result])
+    if args.command == "delete-all":
+        result = _delete_all(args, memory)
+        return result, lambda: print(f"deleted {result['deleted']} memories and "
+                                     f"{result['relations_deleted']} relations")
     if args.command == "search":
         result = memory.search(args.query, actor_id=args.actor_id, filters=args.filters,
                                limit=args.limit, threshold=args.threshold, mode=args.mode,
@@ -301,6 +401,25 @@ def _print_optimized(sizes: dict[str, Any]) -> None:
     print(f"store size {sizes['bytes_before']:,} -> {sizes['bytes_after']:,} bytes")
 
 
+# Commands that only read or delete: on a missing store they say so, creating nothing.
+NEEDS_STORE = frozenset({"list", "search", "get", "history", "delete", "delete-all"})
+NEEDS_STORE_RELATIONS = frozenset({"search", "list", "history", "delete"})
+
+
+def _check_store_exists(args: argparse.Namespace, settings: Settings) -> None:
+    """A command that only reads (or deletes) on a local store that is not there
+    says so, instead of creating an empty store and finding nothing."""
+    reads = args.command in NEEDS_STORE or (
+        args.command == "relations" and args.relations_command in NEEDS_STORE_RELATIONS)
+    scoped = any(getattr(args, name, None) or getattr(settings, name) for name in SCOPE_KEYS)
+    if not scoped:  # the call itself is incomplete: Memory says so (VALIDATION_001)
+        return
+    if reads and "://" not in settings.db and not os.path.exists(settings.db):
+        raise ValidationError(
+            f"there is no store at {settings.db}; check --db (LANCEMEM_DB), or add a memory "
+            "first (`lancemem add ...` creates the store).")
+
+
 def _dispatch(args: argparse.Namespace, settings: Settings) -> tuple[Any, Callable[[], None]]:
     """Run a maintenance command or a memory command; returns result and printer."""
     if args.command == "token":
@@ -309,6 +428,7 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> tuple[Any, Callab
         done = _reindex(settings)
         return done, lambda: print(
             f"re-embedded {done['reindexed']} memories with {done['model']}")
+    _check_store_exists(args, settings)
     with Memory.from_settings(settings) as memory:
         if args.command == "import":
             counts = _import(args, memory)
@@ -324,10 +444,10 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> tuple[Any, Callab
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``lancemem`` console script."""
-    args = build_parser().parse_args(argv)
     logging.basicConfig(stream=sys.stderr, level=logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
+        args = build_parser().parse_args(argv)
         settings = _settings(args)
         logging.getLogger("lancemem").setLevel(settings.log_level.upper())
         if args.command == "serve":

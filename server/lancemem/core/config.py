@@ -23,6 +23,7 @@ ENV_PREFIX = "LANCEMEM_"
 DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 TRANSPORTS = ("stdio", "sse", "streamable-http")
 AUTH_MODES = ("none", "token", "jwt")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 DEFAULT_RATE_LIMIT = 100.0  # requests per second per client address on HTTP
 MODES = ("hybrid", "vector", "keyword")  # search rankings (retrieval.py)
 DEFAULT_MODE = "hybrid"
@@ -286,8 +287,17 @@ def load_settings(
         )
     values["search_mode"] = check_mode(values.get("search_mode", DEFAULT_MODE))
     values["rate_limit"] = _parse_rate(values.get("rate_limit", DEFAULT_RATE_LIMIT))
+    values["log_level"] = _parse_log_level(values.get("log_level", "INFO"))
     _check_auth(values)
     return Settings(**values)
+
+
+def _parse_log_level(raw: Any) -> str:
+    level = str(raw).strip().upper()
+    if level not in LOG_LEVELS:
+        raise ValidationError(f"log level {raw!r} is not one of {', '.join(LOG_LEVELS)} "
+                              f"({ENV_PREFIX}LOG_LEVEL); INFO is the default.")
+    return level
 
 
 def _parse_rate(raw: Any) -> float:

@@ -13,6 +13,7 @@ import functools
 import logging
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import Future
 from datetime import date
 from typing import Any
 
@@ -109,13 +110,22 @@ class Memory:
         self.history_log.flush()
         self.relation_log.flush()
 
-    def warm_up(self) -> None:
-        """Open the store and load the model in the background (a server does this
-        at start, off the handshake path); a failure is logged and comes back,
-        with its code, on the first call."""
+    def warm_up(self) -> Future[None]:
+        """Open the store, then load the model, in the background (a server does
+        this at start, off the handshake path). The Future is done once the store
+        is open and raises what opening it raised (a file, an unreadable
+        directory, another model), so a server can stop at start; a model that
+        fails to load is logged and comes back, with its code, on the first call."""
+        opened: Future[None] = Future()
+
         def run() -> None:
             try:
                 self.ensure_open()
+            except BaseException as exc:  # the caller reports it (the Future)
+                opened.set_exception(exc)
+                return
+            opened.set_result(None)
+            try:
                 load = getattr(self.embedder, "load", None)
                 if load:
                     load()
@@ -123,6 +133,7 @@ class Memory:
                 log.warning("warm-up failed: %s", exc)
 
         self._runtime.run_soon(run)
+        return opened
 
     def ensure_open(self) -> None:
         """Open the tables, check the model, repair history after a crash (once).
@@ -160,9 +171,11 @@ class Memory:
         ``messages`` is a string, a ``{role, content, name?}`` dict or a list of
         them. A message's ``name`` becomes its ``actor_id`` (``actor_id`` applies
         to messages without a name). Text already stored in the same scope is
-        not stored again: its existing id comes back with event ``NONE``
-        (``UPDATE`` if that copy had expired: it is revived with this call's
-        ``expiration_date``).
+        not stored again: its existing id comes back with event ``NONE``, or
+        ``UPDATE`` if that copy changed: it had expired and is revived with this
+        call's ``expiration_date``, or ``metadata`` was given and differs, and
+        replaces the copy's (the result then carries ``metadata``; history
+        records both).
         ``principal`` (an authenticated server's caller) is recorded in history;
         binding the ids to it is the caller's job (principal.bind_ids).
 

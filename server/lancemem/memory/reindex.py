@@ -38,7 +38,11 @@ class _Vectors(Protocol):
 def reindex(store: Store, embedder: Embedder, *, batch_size: int = 256,
             progress: Progress | None = None) -> int:
     """Re-embed all memories (and the names and sentences of relations) with
-    ``embedder``; returns how many memories were embedded."""
+    ``embedder``; returns how many memories were embedded. A model that cannot
+    be loaded raises before anything in the store changes."""
+    # Load the model before the store is touched: one that cannot be loaded
+    # (offline, a typo) must leave the store as it was, not marked mid-reindex.
+    embedder.embed_documents(["lancemem reindex: the model loads"])
     model, dim = embedder.model_name, embedder.dim
     store.open(model_name=model, dim=dim, check_model=False)
     meta = store.meta_table

@@ -13,11 +13,14 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import os
 import socket
 import sys
 from collections.abc import Iterable, Sequence
+from concurrent.futures import Future
 
 import anyio
+import anyio.to_thread
 from mcp.server.mcpserver import MCPServer
 from mcp.server.transport_security import TransportSecuritySettings
 from starlette.datastructures import Headers
@@ -241,18 +244,39 @@ def serve(settings: Settings) -> None:
                                       _public_names(settings),
                                       authenticated=settings.auth != "none")
     with Memory.from_settings(settings, embedding_threads=EMBEDDING_THREADS) as memory:
+        opened = memory.warm_up()
         if security is None:
             server = build_server(settings, memory=memory)
-            memory.warm_up()
             log.info("serving MCP on stdio, store %s", settings.db)
-            anyio.run(server.run_stdio_async)
+            anyio.run(_serve_stdio, server, opened)
             return
+        opened.result()  # a store it cannot open fails here, before the port opens
         sock = _bind(settings.host, settings.port)
         base = _base_url(settings, sock.getsockname()[1])
         auth = _server_auth(settings, memory, f"{base}{endpoint_path(settings.transport)}")
         server = build_server(settings, memory=memory, auth=auth)
-        memory.warm_up()
         _serve_http(server, settings, security, sock)
+
+
+async def _serve_stdio(server: MCPServer, opened: Future[None]) -> None:
+    """Serve on stdio while the store opens alongside (the handshake need not wait
+    for it); a store that cannot be opened ends the process with its error and
+    exit status 1, rather than leaving tools that would all fail."""
+    async with anyio.create_task_group() as group:
+        group.start_soon(_exit_if_unopened, opened)
+        await server.run_stdio_async()
+        group.cancel_scope.cancel()
+
+
+async def _exit_if_unopened(opened: Future[None]) -> None:
+    try:
+        await anyio.to_thread.run_sync(opened.result)
+    except Exception as exc:
+        # The SDK reads stdin in a worker thread that cancelling cannot stop, so
+        # the server would wait for the client's next line: leave at once instead
+        # (nothing was written, the store never opened).
+        print(f"lancemem: {exc}", file=sys.stderr, flush=True)
+        os._exit(1)
 
 
 def _base_url(settings: Settings, port: int) -> str:
