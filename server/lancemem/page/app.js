@@ -228,7 +228,7 @@
     state.cursors[page + 1] = data.next_cursor;
     renderMemories(data.results);
     const pages = Math.max(1, Math.ceil(data.total / PAGE_SIZE));
-    setStatus(`${data.total} memories, newest first`);
+    setStatus(`${data.total} ${data.total === 1 ? "memory" : "memories"}, newest first`);
     setPager(page > 0, data.next_cursor !== null, `page ${page + 1} of ${pages}`);
     showError(null);
     await loadRelations();
