@@ -43,7 +43,20 @@ HOSTILE = ('<script>window.__pwned = 1; alert("script")</script><img src=x '
            '\uff41lice \u0430lice')
 HOSTILE_META = {"note": "<img src=x onerror=alert(2)>", "pct": "50%*", "q": "\"'"}
 HOSTILE_ID = "<b>eve</b>\"'%*"
-ALICE_NOTES = 24
+# More than one page (20) of alice's memories.
+ALICE_NOTES = [
+    "Alice works at Acme as a data engineer", "Alice lives in Lisbon", "Alice is vegetarian",
+    "Alice's daughter Maya was born in 2019", "Alice plays the cello on weekends",
+    "Alice is allergic to peanuts", "Alice prefers morning meetings", "Alice speaks Portuguese",
+    "Alice runs a half marathon every spring", "Alice's favourite author is Ursula Le Guin",
+    "Alice uses Python and Rust at work", "Alice is learning Japanese",
+    "Alice takes the train to the office", "Alice's birthday is on 12 March",
+    "Alice does not like horror films", "Alice keeps a vegetable garden",
+    "Alice wants to visit Patagonia", "Alice reads before sleeping",
+    "Alice's team ships on Thursdays", "Alice writes her notes in Markdown",
+    "Alice has a cat called Miso", "Alice prefers aisle seats on planes",
+    "Alice volunteers at the library", "Alice's manager is called Rui",
+]
 
 
 @dataclass
@@ -84,13 +97,13 @@ def _running(args: list[str], home: Path, log: Path) -> Iterator[str]:
 
 def _seed_open(db: Path, embedder: FastEmbedder) -> None:
     with Memory(store=Store(str(db)), embedder=embedder) as memory:
-        for i in range(ALICE_NOTES):
-            memory.add(f"alice note {i}", user_id="alice", metadata={"n": i})
-        memory.add("alice drinks espresso coffee every morning", user_id="alice")
-        memory.add("edit me: alice prefers window seats", user_id="alice",
-                   metadata={"seat": "window"})
-        memory.add("delete me: alice owes ten euros", user_id="alice")
-        memory.add(HOSTILE, user_id="alice", metadata=HOSTILE_META)
+        memory.add(HOSTILE, user_id="alice", metadata=HOSTILE_META)  # oldest: on page 2
+        for i, note in enumerate(ALICE_NOTES):
+            memory.add(note, user_id="alice", metadata={"n": i, "source": "chat"})
+        memory.add("Alice drinks espresso coffee every morning", user_id="alice")
+        memory.add("Alice's standing desk is set to 110 cm", user_id="alice",
+                   metadata={"topic": "office"})
+        memory.add("Alice owes Rui ten euros for lunch", user_id="alice")
         memory.add_relations([
             {"source": "Alice", "relationship": "works at", "target": "Acme"},
             {"source": "Alice", "relationship": "lives in", "target": "Lisbon"}],
@@ -255,7 +268,7 @@ def test_search_in_each_mode_shows_scores(open_server: Server, tab: Watched, mod
     expect(page.locator("#status")).to_contain_text(f"results for “espresso coffee” ({mode})")
     rows = page.locator("#memories .memory")
     assert rows.count() >= 1
-    assert shown_memories(page)[0] == "alice drinks espresso coffee every morning"
+    assert shown_memories(page)[0] == "Alice drinks espresso coffee every morning"
     scores = [float(text) for text in page.locator("#memories .score").all_text_contents()]
     assert len(scores) == rows.count() and all(-1 <= score <= 1 for score in scores)
     if mode != "hybrid":  # hybrid fuses ranks, so its cosine scores need not be sorted
@@ -267,30 +280,30 @@ def test_search_in_each_mode_shows_scores(open_server: Server, tab: Watched, mod
 def test_open_a_memory_edit_it_and_see_its_history(open_server: Server, tab: Watched,
                                                    tmp_path: Path) -> None:
     page = open_scope(tab, f"{open_server.url}/?user_id=alice")
-    open_memory(page, "edit me: alice prefers window seats")
-    expect(page.locator("#detail-metadata")).to_contain_text("seat")
+    open_memory(page, "Alice's standing desk is set to 110 cm")
+    expect(page.locator("#detail-metadata")).to_contain_text("office")
     expect(page.locator("#detail-fields")).to_contain_text("alice")
     memory_id = page.locator("#detail-fields tr", has_text="id").first.locator(
         "td").text_content()
-    page.fill("#edit-text", "edit me: alice prefers aisle seats")
-    page.fill("#edit-metadata", '{"seat": "aisle", "rows": [3, 4]}')
+    page.fill("#edit-text", "Alice's standing desk is set to 115 cm")
+    page.fill("#edit-metadata", '{"topic": "office", "cm": [110, 115]}')
     page.click("#save")
-    expect(page.locator("#detail-text")).to_have_text("edit me: alice prefers aisle seats")
+    expect(page.locator("#detail-text")).to_have_text("Alice's standing desk is set to 115 cm")
     expect(page.locator("#timeline .event")).to_have_count(2)
     assert page.locator("#timeline .event-name").all_text_contents() == ["ADD", "UPDATE"]
     expect(page.locator("#timeline")).to_contain_text(
-        "edit me: alice prefers window seats → edit me: alice prefers aisle seats")
-    page.screenshot(path=tmp_path / "memory-open.png", full_page=True)
+        "Alice's standing desk is set to 110 cm → Alice's standing desk is set to 115 cm")
+    page.screenshot(path=tmp_path / "memory-open.png")  # the README's (docs/screenshot.png)
     row = stored_one(open_server.db, memory_id or "")
-    assert row is not None and row["memory"] == "edit me: alice prefers aisle seats"
-    assert json.loads(row["metadata"]) == {"seat": "aisle", "rows": [3, 4]}
+    assert row is not None and row["memory"] == "Alice's standing desk is set to 115 cm"
+    assert json.loads(row["metadata"]) == {"topic": "office", "cm": [110, 115]}
     page.fill("#edit-metadata", "{not json")
     page.click("#save")
     expect(page.locator("#error")).to_contain_text("not valid JSON")
 
 
 def test_delete_asks_first(open_server: Server, tab: Watched) -> None:
-    text = "delete me: alice owes ten euros"
+    text = "Alice owes Rui ten euros for lunch"
     page = open_scope(tab, f"{open_server.url}/?user_id=alice")
     open_memory(page, text)
     memory_id = page.locator("#detail-fields td").first.text_content() or ""
@@ -339,7 +352,7 @@ def test_deep_links_open_a_scope_or_a_search(open_server: Server, tab: Watched) 
     page = open_scope(tab, f"{open_server.url}/?user_id=alice&q=coffee")
     expect(page.locator("#q")).to_have_value("coffee")
     expect(page.locator("#scope-shown")).to_have_text("Scope: user_id=alice")
-    assert shown_memories(page)[0] == "alice drinks espresso coffee every morning"
+    assert shown_memories(page)[0] == "Alice drinks espresso coffee every morning"
     assert page.locator("#memories .score").count() == len(shown_memories(page))
     assert not any("bob" in text for text in shown_memories(page))
     page = open_scope(tab, f"{open_server.url}/?user_id=bob")
@@ -364,6 +377,8 @@ def test_one_scope_never_shows_another(open_server: Server, tab: Watched) -> Non
 
 def test_hostile_text_is_shown_as_text(open_server: Server, tab: Watched) -> None:
     page = open_scope(tab, f"{open_server.url}/?user_id=alice")
+    page.click("#older")
+    expect(page.locator("#page-info")).to_have_text("page 2 of 2")
     assert HOSTILE in shown_memories(page)
     assert page.locator("#memories img, #memories script, #memories b").count() == 0
     open_memory(page, HOSTILE)
@@ -381,7 +396,7 @@ def test_hostile_text_is_shown_as_text(open_server: Server, tab: Watched) -> Non
 
 def test_every_request_stays_on_the_server(open_server: Server, tab: Watched) -> None:
     page = open_scope(tab, f"{open_server.url}/?user_id=alice&q=coffee")
-    open_memory(page, "alice drinks espresso coffee every morning")
+    open_memory(page, "Alice drinks espresso coffee every morning")
     page.click("#clear")
     expect(page.locator("#status")).to_contain_text("newest first")
     with page.expect_download():
@@ -493,14 +508,25 @@ def test_a_read_only_token_sees_no_edit_form(auth_server: Server, tab: Watched) 
     expect(page.locator("#read-only")).to_be_visible()
 
 
+def test_the_page_beside_the_sse_endpoint(tmp_path: Path, home: Path) -> None:
+    with _running(["serve", "--db", str(tmp_path / "db"), "--transport", "sse", "--port", "0"],
+                  home, tmp_path / "sse.log") as url, httpx.Client(base_url=url) as client:
+        assert "lancemem memory browser" in client.get("/").text
+        assert client.get("/api/scopes").status_code == 200
+        with client.stream("GET", "/sse") as events:
+            assert events.status_code == 200
+            assert next(events.iter_lines()) == "event: endpoint"
+
+
 def test_lancemem_ui_serves_the_page_alone(tmp_path: Path, home: Path) -> None:
-    with _running(["ui", "--db", str(tmp_path / "db"), "--port", "0"], home,
-                  tmp_path / "ui.log") as url, httpx.Client(base_url=url) as client:
+    with _running(["ui", "--db", str(tmp_path / "db"), "--port", "0", "--user-id", "alice"],
+                  home, tmp_path / "ui.log") as url, httpx.Client(base_url=url) as client:
         assert re.fullmatch(r"http://127\.0\.0\.1:\d+", url)
         page = client.get("/")
         assert page.status_code == 200 and "lancemem memory browser" in page.text
         assert "script-src 'self'" in page.headers["content-security-policy"]
         assert client.get("/api/scopes").json() == {"user_id": [], "agent_id": [], "run_id": []}
+        assert client.get("/api/session").json()["defaults"] == {"user_id": "alice"}
         assert client.post("/mcp", json=INITIALIZE, headers=HEADERS).status_code == 404
         assert client.get("/", headers={"Host": "evil.example"}).status_code == 421
     refused = subprocess.run([sys.executable, "-m", "lancemem", "ui", "--db",

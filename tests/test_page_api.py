@@ -211,3 +211,17 @@ async def test_with_a_token_the_api_is_bound_to_it(seeded: Memory) -> None:
         assert write.status_code == 403 and write.json()["error"]["code"] == "AUTH_002"
         assert seeded.get(bobs, user_id="bob")["memory"] == "bob likes tea"
 
+
+
+async def test_pinned_ids_apply_to_the_page_as_to_the_tools(seeded: Memory) -> None:
+    settings = _settings(seeded, user_id="alice", pinned=frozenset({"user_id"}))
+    app = page_app(seeded, settings, None)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                 base_url="http://127.0.0.1") as client:
+        asked_for_bob = (await client.get("/api/memories", params={"user_id": "bob"})).json()
+        assert {item["user_id"] for item in asked_for_bob["results"]} == {"alice"}
+        assert (await client.get("/api/scopes")).json()["user_id"] == [
+            {"id": "alice", "count": 2}]
+        session = (await client.get("/api/session")).json()
+        assert session == {"auth": "none", "principal": None, "pinned": {"user_id": "alice"},
+                           "defaults": {"user_id": "alice"}}
