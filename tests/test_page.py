@@ -453,6 +453,8 @@ def test_token_login_and_binding(auth_server: Server, tab: Watched, tmp_path: Pa
     assert shown_memories(page) == ["alice grows tomatoes in her garden"]
     assert page.locator("button.scope").all_text_contents() == ["alice1"]
     page.screenshot(path=tmp_path / "logged-in.png")
+    page.locator("button.scope[data-id='alice']").click()  # bound: it stays picked
+    expect(page.locator("#scope-shown")).to_have_text("Scope: user_id=alice")
     page.goto(auth_server.url + "/?user_id=bob")  # same tab: the token is still there
     expect(page.locator("#error")).to_contain_text("AUTH_002")
     assert "Petrel" not in (page.locator("body").text_content() or "")

@@ -191,7 +191,14 @@
     }
   }
 
+  // An id the credential or the server pins: the API would apply it anyway.
+  function fixed(key) {
+    const who = state.session.principal;
+    return Boolean((who && who.pins[key]) || state.session.pinned[key]);
+  }
+
   async function pickScope(key, id) {
+    if (fixed(key) && state.scope[key] === id) return;
     state.scope[key] = state.scope[key] === id ? null : id;
     showScope();
     closeDetail();
