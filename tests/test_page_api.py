@@ -12,11 +12,13 @@ import httpx
 import pytest
 
 from lancemem.core.config import Settings, load_settings
-from lancemem.mcp.auth import token_auth
+from lancemem.mcp.auth import jwt_auth, token_auth
 from lancemem.memory.facade import Memory
+from lancemem.serving.jwt_auth import JwtVerifier
 from lancemem.serving.page import page_app
 from lancemem.serving.page_http import CONTENT_SECURITY_POLICY, is_page_path
 from lancemem.storage.tokens import TokenAuthenticator, TokenTable
+from tests.jwt_issuer import JwtIssuer, rsa_key
 
 pytestmark = pytest.mark.anyio
 WRITE = {"Content-Type": "application/json", "X-Lancemem-Page": "1"}
@@ -225,3 +227,24 @@ async def test_pinned_ids_apply_to_the_page_as_to_the_tools(seeded: Memory) -> N
         session = (await client.get("/api/session")).json()
         assert session == {"auth": "none", "principal": None, "pinned": {"user_id": "alice"},
                            "defaults": {"user_id": "alice"}}
+
+
+async def test_with_a_jwt_the_api_is_bound_to_its_subject(seeded: Memory) -> None:
+    key = rsa_key("page-key")
+    with JwtIssuer([key]) as issuer:
+        settings = _settings(seeded, auth="jwt", jwt_issuer=issuer.issuer,
+                             jwt_audience=issuer.audience, jwt_jwks_url=issuer.jwks_url)
+        verifier = JwtVerifier(issuer=issuer.issuer, audience=issuer.audience,
+                               jwks_url=issuer.jwks_url)
+        auth = jwt_auth(verifier.verify, settings, "http://127.0.0.1/mcp")
+        app = page_app(seeded, settings, auth)
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                     base_url="http://127.0.0.1") as client:
+            bearer = {"Authorization": f"Bearer {issuer.token(key, sub='bob')}"}
+            mine = (await client.get("/api/memories", headers=bearer)).json()["results"]
+            assert [item["memory"] for item in mine] == ["bob likes tea"]
+            refused = await client.get("/api/memories", params={"user_id": "alice"},
+                                       headers=bearer)
+            assert refused.status_code == 403
+            forged = {"Authorization": f"Bearer {issuer.token(rsa_key('other'), sub='bob')}"}
+            assert (await client.get("/api/memories", headers=forged)).status_code == 401
