@@ -38,7 +38,16 @@ $(CONFORMANCE_NODE): tests/conformance/package.json tests/conformance/package-lo
 	npm ci --prefix tests/conformance --no-audit --no-fund --loglevel=error
 	touch $@
 
-test: lint $(INSPECTOR) $(CONFORMANCE_NODE)
+# Debian's chromium, which tests/test_page.py drives through Playwright (the [test]
+# extra); Playwright's own browser downloads are never used. Installed once, as root
+# (sudo otherwise), on a fresh machine such as CI.
+CHROMIUM := /usr/bin/chromium
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+$(CHROMIUM):
+	$(SUDO) apt-get update
+	$(SUDO) apt-get install -y --no-install-recommends chromium
+
+test: lint $(INSPECTOR) $(CONFORMANCE_NODE) $(CHROMIUM)
 	$(BIN)/python -m pytest
 
 # The benchmark suite (an hour or more): lancemem, and mem0 in an environment of its own.

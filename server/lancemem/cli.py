@@ -14,7 +14,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from . import __version__, cli_relations, cli_tokens
+from . import __version__, cli_relations, cli_tokens, cli_ui
 from .core.config import AUTH_MODES, MODES, SCOPE_KEYS, TRANSPORTS, Settings, load_settings
 from .core.errors import LanceMemError, ValidationError
 from .core.messages import MAX_LIMIT
@@ -153,6 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
     store_only.add_argument("--json", action="store_true", help="print JSON instead of text")
     cli_tokens.add_parser(sub, store_only)
     cli_relations.add_parser(sub, common)
+    cli_ui.add_parser(sub, common)
     return parser
 
 
@@ -455,6 +456,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             serve(settings)
             return 0
+        if args.command == "ui":
+            return cli_ui.run(args, settings)
         result, show = _dispatch(args, settings)
     except LanceMemError as exc:
         print(f"lancemem: {exc}", file=sys.stderr)

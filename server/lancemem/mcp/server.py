@@ -33,7 +33,7 @@ from ..core.errors import (
     ScopeConflictError,
     ValidationError,
 )
-from ..core.principal import bind_ids, check_may_write
+from ..core.principal import Principal, bind_ids, check_may_write
 from ..memory.facade import Memory
 from .auth import ServerAuth, current_principal
 from .models import (
@@ -102,22 +102,38 @@ def _check_filters_against_pins(filters: Any, pinned: Mapping[str, str]) -> None
                 f"'{name}' out: every call uses the pinned id.")
 
 
-def _bind_to_caller(name: str, kwargs: dict[str, Any], pinned: Mapping[str, str],
-                    writes: bool, authenticated: bool) -> None:
-    """Bind the call's ids to its authenticated caller (in place); refuse ids
-    outside the caller's credential or the server's pins, and writes with a
-    read-only credential. An unauthenticated call on a server that requires
-    authentication never runs (it cannot get here over HTTP: fail closed)."""
-    principal = current_principal()
+def pinned_ids(settings: Settings) -> dict[str, str]:
+    """The scope ids the server's configuration pins (--pin-user-id, ...)."""
+    return {name: getattr(settings, name) for name in settings.pinned
+            if name in SCOPE_KEYS and getattr(settings, name)}
+
+
+def bind_call(action: str, ids: Mapping[str, Any], *, principal: Principal | None,
+              pinned: Mapping[str, str], writes: bool, authenticated: bool,
+              filters: Any = None) -> dict[str, Any]:
+    """A call's scope ids bound to its caller and the server's pins: the rule
+    every tool and the web page apply.
+
+    With a credential, its ids are filled in, and ids outside it or the
+    server's pins, and writes (``action`` names them) with a read-only
+    credential, are refused. Then the pins apply (silently replacing an id
+    only on an unauthenticated server). An unauthenticated call on a server
+    that requires authentication never runs (it cannot get here over HTTP:
+    fail closed).
+    """
+    bound = dict(ids)
     if principal is None:
         if authenticated:
             raise AuthenticationError("this server requires a credential; none came with "
                                       "the call.")
-        return
-    if writes:
-        check_may_write(principal, name)
-    kwargs.update(bind_ids(principal, {key: kwargs.get(key) for key in SCOPE_KEYS},
-                           kwargs.get("filters"), server_pins=pinned))
+    else:
+        if writes:
+            check_may_write(principal, action)
+        bound.update(bind_ids(principal, {key: ids.get(key) for key in SCOPE_KEYS},
+                              filters, server_pins=pinned))
+    bound.update(pinned)
+    _check_filters_against_pins(filters, pinned)
+    return bound
 
 
 def _tool(fn: Callable[..., Awaitable[Any]], pinned: Mapping[str, str], *,
@@ -130,10 +146,11 @@ def _tool(fn: Callable[..., Awaitable[Any]], pinned: Mapping[str, str], *,
     @functools.wraps(fn)
     async def tool(**kwargs: Any) -> Any:
         try:
-            _bind_to_caller(fn.__name__, kwargs, pinned, writes, authenticated)
-            kwargs.update({name: value for name, value in pinned.items()
+            bound = bind_call(fn.__name__, {key: kwargs.get(key) for key in SCOPE_KEYS},
+                              principal=current_principal(), pinned=pinned, writes=writes,
+                              authenticated=authenticated, filters=kwargs.get("filters"))
+            kwargs.update({name: value for name, value in bound.items()
                            if name in signature.parameters})
-            _check_filters_against_pins(kwargs.get("filters"), pinned)
             return await fn(**kwargs)
         except LanceMemError as exc:
             log.info("tool %s failed: %s", fn.__name__, exc)
@@ -163,8 +180,7 @@ def build_server(settings: Settings, *, memory: Memory | None = None,
     (401) and bind every call to the credential's ids.
     """
     memory = memory or Memory.from_settings(settings)
-    pinned = {name: getattr(settings, name) for name in settings.pinned
-              if name in SCOPE_KEYS and getattr(settings, name)}
+    pinned = pinned_ids(settings)
 
     async def call(method: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         return await anyio.to_thread.run_sync(functools.partial(method, *args, **kwargs))

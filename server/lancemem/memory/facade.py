@@ -240,6 +240,18 @@ class Memory:
                                       filters=filters, limit=limit, cursor=cursor,
                                       show_expired=show_expired)
 
+    def scopes(self, *, user_id: str | None = None, agent_id: str | None = None,
+               run_id: str | None = None) -> dict[str, Any]:
+        """The user, agent and run ids that hold memories (expired ones not
+        counted), each with how many: ``{"user_id": [{"id": "alice", "count":
+        3}, ...], "agent_id": [...], "run_id": [...]}``, sorted by id.
+
+        Given ids narrow it to the memories they scope (an authenticated
+        caller's binding); with none, every memory of the store counts, and
+        the configured default ids do not narrow it.
+        """
+        return self._searcher.scopes(ids=_ids(user_id, agent_id, run_id))
+
     def get(self, memory_id: str, *, user_id: str | None = None, agent_id: str | None = None,
             run_id: str | None = None, show_expired: bool = False) -> dict[str, Any]:
         """One memory by id, if it is in the caller's scope; an expired one is

@@ -9,7 +9,7 @@ from ..core.config import check_mode
 from ..core.errors import NotFoundError, ValidationError
 from ..core.messages import check_limit, check_text, check_threshold
 from ..core.paging import decode_cursor, page_of
-from ..core.scoping import scope_where
+from ..core.scoping import Scope, scope_where, validate_id
 from ..search.retrieval import CANDIDATES, cosine_scores, fuse, top_cosine
 from ..storage import history as hist
 from ..storage.snapshot import Ranked, Snapshot
@@ -75,6 +75,16 @@ class Searcher:
         page = page_of(records, limit=limit, after=after)
         return {"results": [record.to_item() for record in page.items], "total": page.total,
                 "next_cursor": page.next_cursor}
+
+    def scopes(self, *, ids: Mapping[str, Any]) -> dict[str, Any]:
+        """Memory.scopes: the ids that hold live memories, with their counts,
+        among the memories matching the given ids (every memory when none is
+        given: the configured defaults do not narrow it)."""
+        given = {key: validate_id(key, value) for key, value in ids.items() if value is not None}
+        where = scope_where(Scope(**given)) if given else None
+        counts = self._ctx.tables().memories.scope_counts(where, live_at=live_at(False))
+        return {key: [{"id": name, "count": count} for name, count in sorted(found.items())]
+                for key, found in counts.items()}
 
     def get(self, memory_id: str, *, ids: Mapping[str, Any],
             show_expired: bool = False) -> dict[str, Any]:

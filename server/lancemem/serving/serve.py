@@ -33,6 +33,8 @@ from ..mcp.auth import ServerAuth, jwt_auth, token_auth
 from ..mcp.server import build_server
 from ..memory.facade import Memory
 from .limits import CredentialLimiter, RateLimiter
+from .page import page_app
+from .page_http import PageRouter
 
 log = logging.getLogger(__name__)
 LOOPBACK_NAMES = ("localhost",)
@@ -211,14 +213,21 @@ def endpoint_path(transport: str) -> str:
     return "/sse" if transport == "sse" else "/mcp"
 
 
-def _http_app(server: MCPServer, settings: Settings,
-              security: TransportSecuritySettings) -> ASGIApp:
-    """The transport's ASGI app behind the rate limit and the Host/Origin guard."""
+def _http_app(server: MCPServer, settings: Settings, security: TransportSecuritySettings,
+              page: ASGIApp) -> ASGIApp:
+    """The transport's ASGI app, with the memory browser (``page``) beside it,
+    behind the rate limit and the Host/Origin guard."""
     if settings.transport == "sse":
         app = server.sse_app(transport_security=security, host=settings.host)
     else:
         app = server.streamable_http_app(transport_security=security, host=settings.host)
-    guarded = HostOriginGuard(app, security, settings.transport)
+    return _guarded(PageRouter(page, app), settings, security, settings.transport)
+
+
+def _guarded(app: ASGIApp, settings: Settings, security: TransportSecuritySettings,
+             label: str) -> ASGIApp:
+    """``app`` behind the rate limit, the per-credential limit and the Host/Origin guard."""
+    guarded = HostOriginGuard(app, security, label)
     return RateLimiter(CredentialLimiter(guarded), settings.rate_limit)
 
 
@@ -255,7 +264,33 @@ def serve(settings: Settings) -> None:
         base = _base_url(settings, sock.getsockname()[1])
         auth = _server_auth(settings, memory, f"{base}{endpoint_path(settings.transport)}")
         server = build_server(settings, memory=memory, auth=auth)
-        _serve_http(server, settings, security, sock)
+        app = _http_app(server, settings, security, page_app(memory, settings, auth))
+        url = _bound_url(settings.host, sock.getsockname()[1])
+        shown = "" if settings.auth == "none" else f", auth {settings.auth}"
+        print(f"lancemem: serving {settings.transport} at {url}"
+              f"{endpoint_path(settings.transport)} (store {settings.db}{shown}); memory "
+              f"browser at {url}/", file=sys.stderr, flush=True)
+        _run_uvicorn(app, sock)
+
+
+def serve_page(settings: Settings) -> None:
+    """``lancemem ui``: the memory browser alone (no MCP endpoint), on loopback only."""
+    if not is_loopback(settings.host):
+        raise ValidationError(
+            f"refusing to serve the memory browser on {settings.host}: `lancemem ui` is for "
+            "this machine only. Use 127.0.0.1, or `lancemem serve --transport "
+            "streamable-http --auth token` to share the page (README, 'The memory browser').")
+    security = transport_security(settings.host, False, _public_names(settings))
+    with Memory.from_settings(settings, embedding_threads=EMBEDDING_THREADS) as memory:
+        memory.warm_up().result()  # a store it cannot open fails here, before the port opens
+        sock = _bind(settings.host, settings.port)
+        url = _bound_url(settings.host, sock.getsockname()[1])
+        auth = _server_auth(settings, memory, f"{url}/")
+        app = _guarded(page_app(memory, settings, auth), settings, security, "memory browser")
+        shown = "" if settings.auth == "none" else f", auth {settings.auth}"
+        print(f"lancemem: memory browser at {url}/ (store {settings.db}{shown})",
+              file=sys.stderr, flush=True)
+        _run_uvicorn(app, sock)
 
 
 async def _serve_stdio(server: MCPServer, opened: Future[None]) -> None:
@@ -313,17 +348,10 @@ def _server_auth(settings: Settings, memory: Memory, resource_url: str) -> Serve
     return None
 
 
-def _serve_http(server: MCPServer, settings: Settings,
-                security: TransportSecuritySettings, sock: socket.socket) -> None:
+def _run_uvicorn(app: ASGIApp, sock: socket.socket) -> None:
     """Run uvicorn on the bound socket until interrupted."""
     import uvicorn
 
-    app = _http_app(server, settings, security)
-    url = _bound_url(settings.host, sock.getsockname()[1])
-    auth = "" if settings.auth == "none" else f", auth {settings.auth}"
-    print(f"lancemem: serving {settings.transport} at {url}"
-          f"{endpoint_path(settings.transport)} (store {settings.db}{auth})",
-          file=sys.stderr, flush=True)
     # proxy_headers off: uvicorn would otherwise take the client address from
     # X-Forwarded-For sent through 127.0.0.1, which lets any local client pick the
     # address the rate limit counts against.

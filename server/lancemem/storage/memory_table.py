@@ -105,6 +105,21 @@ class MemoryTable:
             return None
         return sql.unexpired(live_at)
 
+    def scope_counts(self, where: str | None, *,
+                     live_at: datetime | None = None) -> dict[str, dict[str, int]]:
+        """How many memories matching ``where`` (every memory when None) each
+        user, agent and run id holds: ``{"user_id": {"alice": 3, ...}, ...}``;
+        with ``live_at``, not counting those expired at that moment."""
+        version = None if live_at is None else self.version()
+        table = self._conn.arrow(MEMORIES, _both_optional(where, self._hiding(live_at)),
+                                 columns=list(SCOPE_KEYS), version=version)
+        counts: dict[str, dict[str, int]] = {}
+        for key in SCOPE_KEYS:
+            grouped = table.group_by(key).aggregate([([], "count_all")]).to_pylist()
+            counts[key] = {row[key]: row["count_all"] for row in grouped
+                           if row[key] is not None}
+        return counts
+
     def expired(self, now: datetime) -> list[MemoryRecord]:
         """Every memory of every scope expired at ``now``, without vectors (for
         a purge: the one read that spans every scope)."""
@@ -248,6 +263,13 @@ class MemoryTable:
 def _both(where: str, extra: str | None) -> str:
     """``where``, ANDed with ``extra`` if given."""
     return where if extra is None else sql.both(where, extra)
+
+
+def _both_optional(where: str | None, extra: str | None) -> str | None:
+    """``where`` and ``extra`` ANDed, either of them possibly absent."""
+    if where is None:
+        return extra
+    return _both(where, extra)
 
 
 def _duplicate_query(scope: Mapping[str, str | None], hashes: Iterable[str]) -> str:
