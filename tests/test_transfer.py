@@ -315,3 +315,12 @@ def test_random_memories_round_trip(lines: list[dict[str, Any]]) -> None:
             assert second.restore(parsed)["restored"] == 0
             assert second.restore(lines)["restored"] == 0
             assert text_of(second, every_scope=True, include_history=True) == exported
+
+
+def test_a_line_may_hold_unicode_line_separators(tmp_path: Path) -> None:
+    from lancemem.cli_transfer import _jsonl
+
+    line = dumps({"type": "memory", "memory": "one\u2028two\x85three"})
+    records, labels = _jsonl("f.jsonl", f"{line}\r\n\n{line}\n")
+    assert [r["memory"] for r in records] == ["one\u2028two\x85three"] * 2
+    assert labels == ["f.jsonl line 1", "f.jsonl line 3"]
