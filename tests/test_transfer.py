@@ -324,3 +324,13 @@ def test_a_line_may_hold_unicode_line_separators(tmp_path: Path) -> None:
     records, labels = _jsonl("f.jsonl", f"{line}\r\n\n{line}\n")
     assert [r["memory"] for r in records] == ["one\u2028two\x85three"] * 2
     assert labels == ["f.jsonl line 1", "f.jsonl line 3"]
+
+
+def test_configured_defaults_do_not_move_restored_lines(tmp_path: Path) -> None:
+    line = {"type": "memory", "id": "m-1", "memory": "likes tea", "user_id": None,
+            "agent_id": "helper", "created_at": "2024-01-01T00:00:00Z"}
+    with Memory(store=Store(str(tmp_path / "db")), embedder=HashEmbedder(),
+                defaults={"user_id": "zed"}) as memory:
+        memory.restore([line])
+        exported = [json.loads(text) for text in text_of(memory, every_scope=True).splitlines()]
+    assert [(item["user_id"], item["agent_id"]) for item in exported] == [(None, "helper")]
