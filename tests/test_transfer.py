@@ -70,7 +70,7 @@ def test_round_trip_is_byte_identical(memory: Memory, other: Memory,
                                       include_history: bool) -> None:
     ids = fill(memory)
     first = text_of(memory, every_scope=True, include_history=include_history)
-    restored = other.restore([json.loads(line) for line in first.splitlines()])
+    restored = other.restore([json.loads(line) for line in first.split("\n")[:-1]])
     assert restored["restored"] == 5 and restored["skipped"] == 0
     assert text_of(other, every_scope=True, include_history=include_history) == first
     for scope in ({"user_id": "alice"}, {"user_id": "bob"}, {"run_id": "r 1"}):
@@ -79,7 +79,7 @@ def test_round_trip_is_byte_identical(memory: Memory, other: Memory,
     # Restored memories are embedded with the store's model: search finds them.
     found = other.search("which drink?", user_id="alice", mode="vector", limit=1)
     assert found["results"][0]["id"] == ids["tea"]
-    lines = [json.loads(line) for line in first.splitlines()]
+    lines = [json.loads(line) for line in first.split("\n")[:-1]]
     kinds = {line["type"] for line in lines}
     assert kinds == ({"memory", "history"} if include_history else {"memory"})
     if include_history:  # the deleted memory's history comes along, after every memory
@@ -93,7 +93,7 @@ def test_round_trip_is_byte_identical(memory: Memory, other: Memory,
 def test_without_history_each_memory_gets_the_rows_repair_would_write(
         memory: Memory, other: Memory) -> None:
     ids = fill(memory)
-    other.restore([json.loads(line) for line in text_of(memory, user_id="alice").splitlines()])
+    other.restore([json.loads(line) for line in text_of(memory, user_id="alice").split("\n")[:-1]])
     events = [row["event"] for row in other.history(ids["tea"], user_id="alice")["results"]]
     assert events == ["ADD", "UPDATE"]  # updated once: its UPDATE at updated_at
     assert [row["event"] for row in other.history(ids["trip"], user_id="alice")["results"]] == [
@@ -108,7 +108,7 @@ def test_without_history_each_memory_gets_the_rows_repair_would_write(
 def test_an_export_holds_its_scope_only(memory: Memory) -> None:
     ids = fill(memory)
     alice = [json.loads(line) for line in text_of(memory, user_id="alice",
-                                                  include_history=True).splitlines()]
+                                                  include_history=True).split("\n")[:-1]]
     assert {line["user_id"] for line in alice} == {"alice"}
     assert ids["bob"] not in {line.get("id") for line in alice}
     assert ids["bob"] not in {line.get("memory_id") for line in alice}
@@ -119,7 +119,7 @@ def test_an_export_holds_its_scope_only(memory: Memory) -> None:
     with pytest.raises(NotFoundError, match=ids["bob"]):
         text_of(memory, user_id="alice", memory_ids=[ids["tea"], ids["bob"]])
     only = [json.loads(line) for line in text_of(memory, user_id="alice",
-                                                 memory_ids=[ids["tea"]]).splitlines()]
+                                                 memory_ids=[ids["tea"]]).split("\n")[:-1]]
     assert [line["id"] for line in only] == [ids["tea"]]
     with pytest.raises(ScopeRequiredError):
         memory.export()
@@ -130,7 +130,7 @@ def test_an_export_holds_its_scope_only(memory: Memory) -> None:
 def test_a_restore_is_idempotent(memory: Memory, other: Memory, tmp_path: Path) -> None:
     fill(memory)
     lines = [json.loads(line) for line in text_of(memory, every_scope=True,
-                                                  include_history=True).splitlines()]
+                                                  include_history=True).split("\n")[:-1]]
     other.restore(lines)
     before = text_of(other, every_scope=True, include_history=True)
     stored = counts(tmp_path / "other")
@@ -143,7 +143,7 @@ def test_a_restore_is_idempotent(memory: Memory, other: Memory, tmp_path: Path) 
 def test_a_stored_id_with_other_text_or_scope_is_refused(memory: Memory, other: Memory,
                                                          tmp_path: Path) -> None:
     ids = fill(memory)
-    lines = [json.loads(line) for line in text_of(memory, every_scope=True).splitlines()]
+    lines = [json.loads(line) for line in text_of(memory, every_scope=True).split("\n")[:-1]]
     other.restore(lines[:1])
     for change in ({"memory": "I like coffee"}, {"user_id": "mallory"}):
         edited = [*lines[1:], {**lines[0], **change, "hash": None}]
@@ -158,7 +158,7 @@ def test_a_bad_line_names_line_and_field_and_writes_nothing(memory: Memory,
                                                             tmp_path: Path) -> None:
     fill(memory)
     lines = [json.loads(line) for line in text_of(memory, every_scope=True,
-                                                  include_history=True).splitlines()]
+                                                  include_history=True).split("\n")[:-1]]
     target = tmp_path / "fresh"
     cases = [("created_at", "yesterday", "VALIDATION_005"), ("user_id", "", "VALIDATION_002"),
              ("id", "a\nb", "VALIDATION_002"), ("metadata", {"memory": 1}, "VALIDATION_003"),
@@ -182,7 +182,7 @@ def test_a_bad_line_names_line_and_field_and_writes_nothing(memory: Memory,
 def test_history_must_belong_to_a_memory(memory: Memory, other: Memory) -> None:
     ids = fill(memory)
     lines = [json.loads(line) for line in text_of(memory, user_id="alice",
-                                                  include_history=True).splitlines()]
+                                                  include_history=True).split("\n")[:-1]]
     adds = [line for line in lines if line.get("memory_id") == ids["tea"]]
     with pytest.raises(ValidationError, match="names no memory"):
         other.restore(adds)  # its memory line left out, and it was never deleted
@@ -197,7 +197,7 @@ def test_history_must_belong_to_a_memory(memory: Memory, other: Memory) -> None:
 
 def test_given_ids_fill_lines_and_must_agree(memory: Memory, other: Memory) -> None:
     fill(memory)
-    lines = [json.loads(line) for line in text_of(memory, user_id="bob").splitlines()]
+    lines = [json.loads(line) for line in text_of(memory, user_id="bob").split("\n")[:-1]]
     with pytest.raises(ValidationError, match="--user-id is 'alice'"):
         other.restore(lines, user_id="alice")
     bare = [{**line, "user_id": None} for line in lines]
@@ -239,7 +239,7 @@ def test_the_cli_round_trip(memory: Memory, tmp_path: Path, monkeypatch: pytest.
     assert main(["export", ids["bob"], "--db", target, "--user-id", "alice"]) == 1
     assert "NOT_FOUND_001" in capsys.readouterr().err
     bad = tmp_path / "bad.jsonl"
-    lines = out.out.splitlines()
+    lines = out.out.split("\n")[:-1]
     bad.write_text("\n".join([lines[0], "", lines[1].replace('"event": "ADD"',
                                                             '"event": "MOVE"')]))
     empty = str(tmp_path / "empty")
@@ -260,7 +260,7 @@ def test_a_thousand_memories(memory: Memory, other: Memory) -> None:
                     progress=lambda done, total: seen.append((done, total)))
     assert first.count('"type": "memory"') == 1000
     assert seen[0] == (500, 1000) and seen[-1] == (1000, 1000)  # read in pages of 500
-    result = other.restore([json.loads(line) for line in first.splitlines()], batch_size=256)
+    result = other.restore([json.loads(line) for line in first.split("\n")[:-1]], batch_size=256)
     assert result == {"restored": 1000, "skipped": 0, "history_restored": 1000}
     assert text_of(other, every_scope=True, include_history=True) == first
 
@@ -308,7 +308,7 @@ def test_random_memories_round_trip(lines: list[dict[str, Any]]) -> None:
         with Memory(store=Store(f"{folder}/a"), embedder=embedder) as first:
             first.restore(lines)
             exported = text_of(first, every_scope=True, include_history=True)
-        parsed = [json.loads(line) for line in exported.splitlines()]
+        parsed = [json.loads(line) for line in exported.split("\n")[:-1]]
         with Memory(store=Store(f"{folder}/b"), embedder=embedder) as second:
             second.restore(parsed)
             assert text_of(second, every_scope=True, include_history=True) == exported
@@ -332,5 +332,5 @@ def test_configured_defaults_do_not_move_restored_lines(tmp_path: Path) -> None:
     with Memory(store=Store(str(tmp_path / "db")), embedder=HashEmbedder(),
                 defaults={"user_id": "zed"}) as memory:
         memory.restore([line])
-        exported = [json.loads(text) for text in text_of(memory, every_scope=True).splitlines()]
+        exported = [json.loads(text) for text in text_of(memory, every_scope=True).split("\n")[:-1]]
     assert [(item["user_id"], item["agent_id"]) for item in exported] == [(None, "helper")]
