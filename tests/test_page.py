@@ -341,10 +341,12 @@ def test_export_downloads_the_scope_and_no_other(open_server: Server, tab: Watch
         page.click("#export")
     assert download.value.suggested_filename == "lancemem-alice.jsonl"
     lines = [json.loads(line) for line in
-             Path(download.value.path()).read_text().splitlines()]
+             Path(download.value.path()).read_text().split("\n") if line]
     expected = {row["id"] for row in stored(open_server.db, "user_id = 'alice'")}
-    assert {item["id"] for item in lines} == expected
-    assert {item["user_id"] for item in lines} == {"alice"}
+    memories = [item for item in lines if item["type"] == "memory"]
+    assert {item["id"] for item in memories} == expected
+    assert {item["memory_id"] for item in lines if item["type"] == "history"} >= expected
+    assert {item["user_id"] for item in lines} == {"alice"}  # history lines too
     assert not tab.off_origin(open_server.url)
 
 

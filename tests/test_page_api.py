@@ -161,8 +161,11 @@ async def test_export_is_the_scope_as_json_lines(client: httpx.AsyncClient) -> N
     response = await client.get("/api/export", params={"user_id": "bob"})
     assert response.status_code == 200
     assert "attachment" in response.headers["content-disposition"]
-    lines = [json.loads(line) for line in response.text.splitlines()]
-    assert sorted(item["memory"] for item in lines) == ["an old plan", "bob likes tea"]
+    lines = [json.loads(line) for line in response.text.split("\n") if line]
+    assert sorted(item["memory"] for item in lines if item["type"] == "memory") == [
+        "an old plan", "bob likes tea"]
+    assert {item["user_id"] for item in lines} == {"bob"}
+    assert {item["type"] for item in lines} == {"memory", "history"}  # export --include-history
     refused = await client.get("/api/export")
     assert refused.status_code == 400
 

@@ -4,6 +4,7 @@ real LanceDB and the real model, and once through the SDK client."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -122,3 +123,20 @@ def test_the_tools_report_the_metadata_update(db_path: Path, real_embedder: Any)
 
     anyio.run(scenario)
     memory.close()
+
+
+def test_metadata_history_survives_an_export_round_trip(memory: Memory, tmp_path: Path,
+                                                        real_embedder: Any) -> None:
+    from lancemem.core.exchange import dumps
+
+    [added] = memory.add("Plays the cello", user_id="u", metadata={"since": 2001})["results"]
+    memory.add("Plays the cello", user_id="u", metadata={"since": 1999})
+    memory.update(added["id"], user_id="u", metadata={"since": 1998, "level": "good"})
+    exported = [dumps(line) for line in memory.export(user_id="u", include_history=True)]
+    with Memory(store=Store(str(tmp_path / "copy")), embedder=real_embedder) as copy:
+        copy.restore(json.loads(line) for line in exported)
+        again = [dumps(line) for line in copy.export(user_id="u", include_history=True)]
+        assert again == exported
+        assert _events(copy, added["id"], user_id="u") == [
+            ("ADD", None, {"since": 2001}), ("UPDATE", {"since": 2001}, {"since": 1999}),
+            ("UPDATE", {"since": 1999}, {"since": 1998, "level": "good"})]

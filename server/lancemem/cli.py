@@ -14,7 +14,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from . import __version__, cli_relations, cli_tokens, cli_ui
+from . import __version__, cli_relations, cli_tokens, cli_transfer, cli_ui
 from .core.config import AUTH_MODES, MODES, SCOPE_KEYS, TRANSPORTS, Settings, load_settings
 from .core.errors import LanceMemError, ValidationError
 from .core.messages import MAX_LIMIT
@@ -138,10 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
         reader.add_argument("--show-expired", action="store_true",
                             help="include memories whose expiration date has passed")
     sub.add_parser("reindex", parents=[common], help="re-embed every memory with --model")
-    imp = sub.add_parser("import", parents=[common],
-                         help="add memories from a JSON Lines file (one add call per line)")
-    imp.add_argument("file", help='lines like {"text": "...", "user_id": "alice"}; - for stdin')
-    imp.add_argument("--batch-size", type=int, default=512)
+    cli_transfer.add_parser(sub, common)
     optimize = sub.add_parser("optimize", parents=[common],
                               help="compact the store and drop old versions (also done "
                                    "automatically)")
@@ -360,31 +357,6 @@ def _reindex(settings: Settings) -> dict[str, Any]:
     return {"reindexed": count, "model": settings.embedding_model}
 
 
-def _read_jsonl(path: str) -> list[Any]:
-    handle = sys.stdin if path == "-" else open(path, encoding="utf-8")  # noqa: SIM115
-    records = []
-    with handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError as exc:
-                raise ValidationError(f"{path} line {number} is not JSON: {exc.msg}.") from None
-    return records
-
-
-def _import(args: argparse.Namespace, memory: Memory) -> dict[str, Any]:
-    try:
-        records = _read_jsonl(args.file)
-    except OSError as exc:
-        raise ValidationError(f"cannot read {args.file}: {exc.strerror}.") from None
-    defaults = {k: v for k, v in _ids(args).items() if v is not None}
-    records = [{**defaults, **record} if isinstance(record, dict) else record
-               for record in records]
-    return memory.add_many(records, batch_size=args.batch_size, progress=_progress("import"))
-
-
 def _optimize(memory: Memory, *, purge_expired: bool) -> dict[str, Any]:
     memory.ensure_open()
     before = memory.store.disk_bytes()
@@ -403,7 +375,8 @@ def _print_optimized(sizes: dict[str, Any]) -> None:
 
 
 # Commands that only read or delete: on a missing store they say so, creating nothing.
-NEEDS_STORE = frozenset({"list", "search", "get", "history", "delete", "delete-all"})
+NEEDS_STORE = frozenset({"list", "search", "get", "history", "delete", "delete-all",
+                         "export"})
 NEEDS_STORE_RELATIONS = frozenset({"search", "list", "history", "delete"})
 
 
@@ -412,7 +385,8 @@ def _check_store_exists(args: argparse.Namespace, settings: Settings) -> None:
     says so, instead of creating an empty store and finding nothing."""
     reads = args.command in NEEDS_STORE or (
         args.command == "relations" and args.relations_command in NEEDS_STORE_RELATIONS)
-    scoped = any(getattr(args, name, None) or getattr(settings, name) for name in SCOPE_KEYS)
+    scoped = getattr(args, "every_scope", False) or any(
+        getattr(args, name, None) or getattr(settings, name) for name in SCOPE_KEYS)
     if not scoped:  # the call itself is incomplete: Memory says so (VALIDATION_001)
         return
     if reads and "://" not in settings.db and not os.path.exists(settings.db):
@@ -431,10 +405,8 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> tuple[Any, Callab
             f"re-embedded {done['reindexed']} memories with {done['model']}")
     _check_store_exists(args, settings)
     with Memory.from_settings(settings) as memory:
-        if args.command == "import":
-            counts = _import(args, memory)
-            return counts, lambda: print(
-                f"added {counts['added']}, skipped {counts['skipped']} already stored")
+        if args.command in ("export", "import"):
+            return cli_transfer.run(args, memory)
         if args.command == "relations":
             return cli_relations.run(args, memory)
         if args.command == "optimize":

@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 import logging
 import threading
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future
 from datetime import date
 from typing import Any
@@ -32,6 +32,7 @@ from ..storage.write_lock import relation_writer
 from .context import Context, RelationTables, Tables
 from .relations import Relations
 from .searcher import Searcher
+from .transfer import Transfer
 from .writer import Writer
 
 log = logging.getLogger(__name__)
@@ -73,6 +74,7 @@ class Memory:
         self._context = context
         self._relations = Relations(context)
         self._writer, self._searcher = Writer(context), Searcher(context, self._relations)
+        self._transfer = Transfer(context, store)
         self._open: Tables | None = None
         self._open_lock = threading.Lock()
 
@@ -367,6 +369,42 @@ class Memory:
                 agent_id: str | None = None, run_id: str | None = None) -> dict[str, Any]:
         """Every recorded change to one memory in the caller's scope, oldest first."""
         return self._searcher.history(memory_id, ids=_ids(user_id, agent_id, run_id))
+
+    def export(self, *, user_id: str | None = None, agent_id: str | None = None,
+               run_id: str | None = None, memory_ids: Sequence[str] | None = None,
+               include_history: bool = False, every_scope: bool = False,
+               progress: Callable[[int, int], None] | None = None) -> Iterator[dict[str, Any]]:
+        """Every memory in scope (``every_scope``: in the store) as JSON-ready
+        dicts, one per export line (README, "Moving memories in and out").
+
+        Memories come oldest first (``created_at``, then id), vectors left
+        out; with ``include_history`` each is followed by its history, and the
+        history of memories deleted before now comes last. ``memory_ids``
+        narrows to those memories (NOT_FOUND_001 for one not in the scope).
+        The scope is checked at once; lines are read as they are consumed.
+        """
+        return self._transfer.export(ids=_ids(user_id, agent_id, run_id), memory_ids=memory_ids,
+                                     include_history=include_history, every_scope=every_scope,
+                                     progress=progress)
+
+    def restore(self, records: Iterable[Any], *, user_id: str | None = None,
+                agent_id: str | None = None, run_id: str | None = None,
+                source: str = "lancemem", labels: Sequence[str] | None = None,
+                batch_size: int = 512,
+                progress: Callable[[int, int], None] | None = None) -> dict[str, int]:
+        """Store exported lines again, ids and timestamps kept (``source="mem0"``:
+        mem0's memory items). Returns ``{"restored", "skipped", "history_restored"}``.
+
+        Every record is checked, and held against the store, before anything
+        is written; an error names the record (``labels[i]``, else "record
+        N") and the field. Given ids fill records that lack them and must
+        equal those they have. A stored memory is never changed: the same id
+        with the same text and scope is skipped, with other text or scope it
+        is an error. Running it again writes nothing.
+        """
+        return self._transfer.restore(records, ids=_ids(user_id, agent_id, run_id),
+                                      source=source, labels=labels, batch_size=batch_size,
+                                      progress=progress)
 
     def reset(self) -> None:
         """Delete every memory and all history, for every scope."""

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import functools
 import itertools
-import json
 import logging
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -41,6 +40,7 @@ from starlette.types import ASGIApp
 
 from ..core.config import SCOPE_KEYS, Settings
 from ..core.errors import LanceMemError, ValidationError
+from ..core.exchange import dumps
 from ..core.principal import Principal
 from ..mcp.auth import ServerAuth
 from ..mcp.server import bind_call, pinned_ids
@@ -63,7 +63,6 @@ from .page_http import (
 
 log = logging.getLogger(__name__)
 PAGE_SIZE = 20  # memories per page of the list
-EXPORT_PAGE = 1000
 RELATIONS_SHOWN = 200
 EDITABLE = frozenset({"text", "metadata"})
 Handler = Callable[[Request], Awaitable[Response]]
@@ -79,16 +78,11 @@ class Call:
 
 
 def _export_lines(memory: Memory, ids: Mapping[str, Any]) -> Iterator[str]:
-    """The scope's memories (expired ones too: an export is a complete copy),
-    newest first, as JSON Lines, read a page at a time."""
-    cursor = None
-    while True:
-        page = memory.get_all(**ids, limit=EXPORT_PAGE, cursor=cursor, show_expired=True)
-        for item in page["results"]:
-            yield json.dumps(item, ensure_ascii=False) + "\n"
-        cursor = page["next_cursor"]
-        if cursor is None:
-            return
+    """The scope as ``lancemem export --include-history`` writes it (expired
+    memories too: an export is a complete copy), so ``lancemem import`` restores
+    the download; read as the response streams."""
+    for line in memory.export(**ids, include_history=True):
+        yield dumps(line) + "\n"
 
 
 def _endpoint(handler: Callable[..., Awaitable[Response]]) -> Callable[..., Awaitable[Response]]:

@@ -142,6 +142,13 @@ class HistoryTable:
                                       columns=list(columns))
         return rows
 
+    def times(self, where: str | None) -> list[tuple[str, datetime]]:
+        """Every matching row's ``(memory_id, created_at)`` (all rows when
+        ``where`` is None): for an export to find and order deleted memories."""
+        found = self._conn.arrow(HISTORY, where, columns=["memory_id", "created_at"])
+        return list(zip(found["memory_id"].to_pylist(), found["created_at"].to_pylist(),
+                        strict=True))
+
     def events(self) -> pa.Table:
         """Every row's memory id, event and time, as Arrow (for consistency.py)."""
         return self._conn.arrow(HISTORY, None, columns=["memory_id", "event", "created_at"])

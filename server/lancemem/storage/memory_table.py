@@ -134,6 +134,19 @@ class MemoryTable:
                                       columns=list(columns))
         return rows
 
+    def keys(self, where: str | None) -> list[tuple[datetime, str]]:
+        """Every matching memory's ``(created_at, id)`` (all memories when
+        ``where`` is None): two narrow columns, for an export to order and page."""
+        found = self._conn.arrow(MEMORIES, where, columns=["created_at", "id"])
+        return list(zip(found["created_at"].to_pylist(), found["id"].to_pylist(), strict=True))
+
+    def restore(self, records: Sequence[MemoryRecord]) -> int:
+        """Insert embedded records as they are (ids and timestamps kept), skipping
+        ids already stored; returns how many were inserted (for an import)."""
+        self._mark_if_expiring(records)
+        return self._conn.insert_new(MEMORIES, [record.to_row() for record in records],
+                                     self.schema)
+
     def change_times(self) -> pa.Table:
         """Every memory's id and ``updated_at``, as Arrow (for consistency.py)."""
         return self._conn.arrow(MEMORIES, None, columns=["id", "updated_at"])
