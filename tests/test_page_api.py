@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -251,3 +252,21 @@ async def test_with_a_jwt_the_api_is_bound_to_its_subject(seeded: Memory) -> Non
             assert refused.status_code == 403
             forged = {"Authorization": f"Bearer {issuer.token(rsa_key('other'), sub='bob')}"}
             assert (await client.get("/api/memories", headers=forged)).status_code == 401
+
+
+async def test_a_hostile_path_is_logged_escaped_and_cut(client: httpx.AsyncClient,
+                                                        caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level("INFO", logger="lancemem")
+    hostile = "A\u001b[31mRED\u2028B\u0085C" + "x" * 5000
+    response = await client.get(f"/api/memories/{quote(hostile)}", params={"user_id": "bob"})
+    assert response.status_code in (400, 404)
+    [line] = [r.getMessage() for r in caplog.records if "page request" in r.getMessage()]
+    assert "\u001b" not in line and "\u2028" not in line and "\u0085" not in line
+    assert "\\x1b[31mRED" in line and len(line) < 600
+
+
+async def test_a_bad_query_is_explained_as_a_search(client: httpx.AsyncClient) -> None:
+    empty = await client.get("/api/search", params={"user_id": "bob", "q": " "})
+    long = await client.get("/api/search", params={"user_id": "bob", "q": "x" * 40_000})
+    assert "give the text to search for" in empty.json()["error"]["message"]
+    assert "Search with a shorter text" in long.json()["error"]["message"]

@@ -47,13 +47,14 @@ def check_text(value: Any, *, field: str = "text") -> str:
     if not isinstance(value, str):
         raise ValidationError(f"'{field}' must be a string, got {type(value).__name__}.")
     text = value.strip()
+    query = field == "query"
     if not text:
-        raise ValidationError(f"'{field}' is empty; give the text to remember.")
+        raise ValidationError(f"'{field}' is empty; give the text to "
+                              f"{'search for' if query else 'remember'}.")
     if len(text) > MAX_TEXT:
+        advice = "Search with a shorter text" if query else "Split it into several memories"
         raise ValidationError(
-            f"'{field}' is {len(text)} characters; at most {MAX_TEXT}. Split it into "
-            "several memories."
-        )
+            f"'{field}' is {len(text)} characters; at most {MAX_TEXT}. {advice}.")
     if any(0xD800 <= ord(ch) <= 0xDFFF for ch in text):
         raise ValidationError(f"'{field}' contains an unpaired surrogate; send valid Unicode.")
     return text

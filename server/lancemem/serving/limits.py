@@ -136,7 +136,7 @@ class CredentialLimiter:
         if credential is None:
             await self.app(scope, receive, send)
             return
-        key = hashlib.sha256(credential).digest()
+        key = _credential_key(credential)
         session = _header(scope, _SESSION_HEADER)
         refusal = self._refusal(scope, key, session)
         if refusal:
@@ -177,3 +177,11 @@ async def _too_many(send: Send, description: str, *, retry: int) -> None:
         (b"content-type", b"application/json"), (b"retry-after", str(retry).encode()),
         (b"content-length", str(len(body)).encode())]})
     await send({"type": "http.response.body", "body": body.encode()})
+
+
+def _credential_key(header: bytes) -> bytes:
+    """One key per credential, however its header is spelt: the scheme's case and
+    the spaces around the token vary, and both endpoints accept some variants,
+    which must not open a new bucket each (found by an attacker helper)."""
+    scheme, _, credential = header.strip().partition(b" ")
+    return hashlib.sha256(scheme.lower() + b" " + credential.strip()).digest()

@@ -56,6 +56,7 @@ from .page_http import (
     http_error,
     json_object,
     lancemem_error_response,
+    loggable,
     number,
     query_params,
     read_asset,
@@ -94,10 +95,12 @@ def _endpoint(handler: Callable[..., Awaitable[Response]]) -> Callable[..., Awai
         except PageError as exc:
             return error_response(exc.status, exc.code, exc.message)
         except LanceMemError as exc:
-            log.info("page request %s %s failed: %s", request.method, request.url.path, exc)
+            log.info("page request %s %s failed: %s", request.method,
+                     loggable(request.url.path), loggable(exc))
             return lancemem_error_response(exc)
         except Exception:
-            log.exception("page request %s %s failed", request.method, request.url.path)
+            log.exception("page request %s %s failed", request.method,
+                          loggable(request.url.path))
             return error_response(500, "INTERNAL", "the server failed; see its log.")
 
     return endpoint

@@ -136,6 +136,13 @@ async def http_error(request: Request, exc: Exception) -> Response:
     return error_response(exc.status_code, f"HTTP_{exc.status_code}", str(exc.detail))
 
 
+def loggable(value: object) -> str:
+    """A value a client chose (a header, a path, an error echoing them) safe for
+    one log line: escaped, so no control or line-breaking character gets
+    through, and cut to 200 characters."""
+    return str(value)[:200].encode("unicode_escape").decode("ascii")
+
+
 async def authenticate(request: Request, auth: ServerAuth | None) -> Principal | None:
     """The request's caller, by the MCP endpoint's own verifier (None: no auth).
 

@@ -34,7 +34,7 @@ from ..mcp.server import build_server
 from ..memory.facade import Memory
 from .limits import CredentialLimiter, RateLimiter
 from .page import page_app
-from .page_http import PageRouter
+from .page_http import PageRouter, loggable
 
 log = logging.getLogger(__name__)
 LOOPBACK_NAMES = ("localhost",)
@@ -129,11 +129,6 @@ def _matches(value: str, patterns: Sequence[str]) -> bool:
                and value[len(pattern) - 1:].isdigit() for pattern in patterns)
 
 
-def _shown(value: str) -> str:
-    """A header value safe for one log line."""
-    return value[:200].encode("unicode_escape").decode("ascii")
-
-
 class HostOriginGuard:
     """ASGI wrapper that refuses a foreign Host (421) or Origin (403) itself.
 
@@ -152,7 +147,7 @@ class HostOriginGuard:
         """(status, body, log detail) for a request to refuse, else None."""
         host = headers.get("host")
         if not host or not _matches(host, self.security.allowed_hosts):
-            shown = _shown(host) if host else "(none)"
+            shown = loggable(host) if host else "(none)"
             return 421, "Invalid Host header", (
                 f"with Host {shown} (not an allowed host; if clients use that name, "
                 "pass --allowed-host)")
@@ -160,7 +155,7 @@ class HostOriginGuard:
                    if origin and not _matches(origin, self.security.allowed_origins)]
         if foreign:
             return 403, "Invalid Origin header", (
-                f"from Origin {_shown(foreign[0])} (not an allowed origin)")
+                f"from Origin {loggable(foreign[0])} (not an allowed origin)")
         return None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -179,8 +174,10 @@ class HostOriginGuard:
 
         async def noting_too_large(message: Message) -> None:
             if message["type"] == "http.response.start" and message["status"] == 413:
-                log.warning("refused %s request: its body is over the transport's 4 MiB "
-                            "limit (413)", self.label)
+                limit = ("the memory browser's 1 MiB" if scope["path"].startswith("/api")
+                         else "the transport's 4 MiB")
+                log.warning("refused %s request to %s: its body is over %s limit (413)",
+                            self.label, loggable(scope["path"]), limit)
             await send(message)
 
         await self.app(scope, receive, noting_too_large)
