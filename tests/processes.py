@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import os
+import re
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import lancemem
@@ -23,3 +28,23 @@ def started_on_this_server(ready_line: str) -> bool:
     """Whether a child's ``READY <lancemem folder>`` line names this server."""
     word, _, where = ready_line.strip().partition(" ")
     return word == "READY" and where == SERVER
+
+
+@contextmanager
+def announced(proc: subprocess.Popen[bytes], log: Path, pattern: str) -> Iterator[str]:
+    """Wait (60 s at most) until the server ``proc`` writes a line matching
+    ``pattern`` to ``log``; yield the pattern's first group (its URL), and stop
+    the server afterwards."""
+    try:
+        deadline = time.monotonic() + 60
+        while not (found := re.search(pattern, log.read_text())):
+            assert proc.poll() is None, f"server exited: {log.read_text()}"
+            assert time.monotonic() < deadline, f"server never announced: {log.read_text()}"
+            time.sleep(0.05)
+        yield found.group(1)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()

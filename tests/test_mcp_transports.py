@@ -20,6 +20,7 @@ from mcp import Client, StdioServerParameters
 from mcp.client.sse import sse_client
 
 from tests.mcp_scenario import TOOLS, call, exercise_all_tools
+from tests.processes import announced
 
 pytestmark = pytest.mark.anyio
 INSPECTOR = Path(__file__).parent / "inspector" / "node_modules" / ".bin" / "mcp-inspector"
@@ -49,22 +50,8 @@ def http_server(tmp_path: Path, transport: str, *extra: str) -> Iterator[str]:
             [sys.executable, *serve_args(tmp_path / "db", "--transport", transport,
                                          "--port", "0", *extra)],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log)
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            found = re.search(r"serving \S+ at (http://\S+)", log_path.read_text())
-            if found:
-                break
-            assert proc.poll() is None, f"server exited: {log_path.read_text()}"
-            assert time.monotonic() < deadline, f"server never announced: {log_path.read_text()}"
-            time.sleep(0.05)
-        yield found.group(1)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+    with announced(proc, log_path, r"serving \S+ at (http://\S+)") as url:
+        yield url
 
 
 async def test_stdio_every_tool(tmp_path: Path) -> None:

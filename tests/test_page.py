@@ -14,7 +14,6 @@ import os
 import re
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -29,7 +28,7 @@ from lancemem.core.filters import sql_string
 from lancemem.memory.facade import Memory
 from lancemem.search.embeddings import FastEmbedder
 from lancemem.storage.store import MEMORIES, Store
-from tests.processes import child_env
+from tests.processes import announced, child_env
 from tests.test_mcp_transports import HEADERS, INITIALIZE
 
 CHROMIUM = "/usr/bin/chromium"
@@ -80,19 +79,8 @@ def _running(args: list[str], home: Path, log: Path) -> Iterator[str]:
     with log.open("w") as out:
         proc = subprocess.Popen([sys.executable, "-m", "lancemem", *args], env=_env(home),
                                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=out)
-    try:
-        deadline = time.monotonic() + 60
-        while not (found := re.search(r"memory browser at (http://\S+)/", log.read_text())):
-            assert proc.poll() is None, f"server exited: {log.read_text()}"
-            assert time.monotonic() < deadline, f"server never announced: {log.read_text()}"
-            time.sleep(0.05)
-        yield found.group(1)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+    with announced(proc, log, r"memory browser at (http://\S+)/") as url:
+        yield url
 
 
 def _seed_open(db: Path, embedder: FastEmbedder) -> None:
