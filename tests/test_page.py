@@ -281,6 +281,8 @@ def test_open_a_memory_edit_it_and_see_its_history(open_server: Server, tab: Wat
     assert page.locator("#timeline .event-name").all_text_contents() == ["ADD", "UPDATE"]
     expect(page.locator("#timeline")).to_contain_text(
         "Alice's standing desk is set to 110 cm → Alice's standing desk is set to 115 cm")
+    expect(page.locator("#timeline .metadata-change")).to_have_text(
+        'metadata {"topic":"office"} → {"cm":[110,115],"topic":"office"}')
     page.screenshot(path=tmp_path / "memory-open.png")  # the README's (docs/screenshot.png)
     row = stored_one(open_server.db, memory_id or "")
     assert row is not None and row["memory"] == "Alice's standing desk is set to 115 cm"

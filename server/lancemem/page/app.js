@@ -333,6 +333,11 @@
         : entry.event === "DELETE" ? `− ${entry.old_memory}`
           : `${entry.old_memory} → ${entry.new_memory}`;
       row.append(el("div", change, "change"));
+      const before = JSON.stringify(entry.old_metadata ?? null);
+      const after = JSON.stringify(entry.new_metadata ?? null);
+      if (entry.event === "UPDATE" && before !== after) {
+        row.append(el("div", `metadata ${before} → ${after}`, "change metadata-change"));
+      }
       if (entry.principal) row.append(el("div", `by ${entry.principal}`, "hint"));
       timeline.append(row);
     }
