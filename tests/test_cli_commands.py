@@ -72,6 +72,7 @@ def test_a_bad_log_level_is_a_validation_error_not_a_traceback(tmp_path: Path) -
 
 @pytest.mark.parametrize("args", [
     ["list"], ["search", "coffee"], ["get", "some-id"], ["history", "some-id"], ["export"],
+    ["ui", "--port", "0"],
     ["delete", "some-id"], ["delete-all", "--yes"], ["relations", "list"],
     ["relations", "search", "coffee"], ["relations", "delete", "some-id"],
 ])

@@ -512,14 +512,18 @@ def test_the_page_beside_the_sse_endpoint(tmp_path: Path, home: Path) -> None:
             assert next(events.iter_lines()) == "event: endpoint"
 
 
-def test_lancemem_ui_serves_the_page_alone(tmp_path: Path, home: Path) -> None:
+def test_lancemem_ui_serves_the_page_alone(tmp_path: Path, home: Path,
+                                          real_embedder: FastEmbedder) -> None:
+    with Memory(store=Store(str(tmp_path / "db")), embedder=real_embedder) as memory:
+        memory.add("Alice keeps bees", user_id="alice")  # `ui` opens an existing store only
     with _running(["ui", "--db", str(tmp_path / "db"), "--port", "0", "--user-id", "alice"],
                   home, tmp_path / "ui.log") as url, httpx.Client(base_url=url) as client:
         assert re.fullmatch(r"http://127\.0\.0\.1:\d+", url)
         page = client.get("/")
         assert page.status_code == 200 and "lancemem memory browser" in page.text
         assert "script-src 'self'" in page.headers["content-security-policy"]
-        assert client.get("/api/scopes").json() == {"user_id": [], "agent_id": [], "run_id": []}
+        assert client.get("/api/scopes").json() == {
+            "user_id": [{"id": "alice", "count": 1}], "agent_id": [], "run_id": []}
         assert client.get("/api/session").json()["defaults"] == {"user_id": "alice"}
         assert client.post("/mcp", json=INITIALIZE, headers=HEADERS).status_code == 404
         assert client.get("/", headers={"Host": "evil.example"}).status_code == 421

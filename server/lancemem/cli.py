@@ -387,9 +387,13 @@ def _check_store_exists(args: argparse.Namespace, settings: Settings) -> None:
         args.command == "relations" and args.relations_command in NEEDS_STORE_RELATIONS)
     scoped = getattr(args, "every_scope", False) or any(
         getattr(args, name, None) or getattr(settings, name) for name in SCOPE_KEYS)
-    if not scoped:  # the call itself is incomplete: Memory says so (VALIDATION_001)
-        return
-    if reads and "://" not in settings.db and not os.path.exists(settings.db):
+    if reads and scoped:  # unscoped, the call itself is incomplete: VALIDATION_001
+        _check_store_path(settings)
+
+
+def _check_store_path(settings: Settings) -> None:
+    """Refuse a local store path that does not exist (a typo would open an empty store)."""
+    if "://" not in settings.db and not os.path.exists(settings.db):
         raise ValidationError(
             f"there is no store at {settings.db}; check --db (LANCEMEM_DB), or add a memory "
             "first (`lancemem add ...` creates the store).")
@@ -429,6 +433,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             serve(settings)
             return 0
         if args.command == "ui":
+            _check_store_path(settings)
             return cli_ui.run(args, settings)
         result, show = _dispatch(args, settings)
     except LanceMemError as exc:
