@@ -8,7 +8,7 @@ from typing import Any
 
 from mcp.types import CallToolResult
 
-MEMORY_TOOLS = {"add_memory", "search_memories", "list_memories", "get_memory",
+MEMORY_TOOLS = {"add_memory", "search_memories", "list_memories", "get_memory", "export_memories",
                 "update_memory", "delete_memory", "delete_all_memories", "memory_history"}
 RELATION_TOOLS = {"add_relations", "search_relations", "list_relations", "delete_relations"}
 TOOLS = MEMORY_TOOLS | RELATION_TOOLS
@@ -66,6 +66,13 @@ async def exercise_all_tools(client: Any) -> None:
     assert [r["id"] for r in listed["results"]] == [dog["id"], pizza["id"]]
     by_actor = await call(client, "list_memories", user_id=user, actor_id="sam", limit=5)
     assert [r["id"] for r in by_actor["results"]] == [dog["id"]]
+    first = await call(client, "export_memories", user_id=user, limit=1, include_history=True)
+    assert [(line["type"], line.get("memory_id", line["id"])) for line in first["lines"]] == [
+        ("memory", dog["id"]), ("history", dog["id"])]
+    assert first["total"] == 2 and first["next_cursor"]
+    rest = await call(client, "export_memories", user_id=user, cursor=first["next_cursor"])
+    assert [line["id"] for line in rest["lines"]] == [pizza["id"]]
+    assert rest["next_cursor"] is None and rest["lines"][0]["user_id"] == user
 
     got = await call(client, "get_memory", memory_id=pizza["id"], user_id=user)
     assert got["metadata"] == {"topic": "food"}

@@ -91,6 +91,7 @@ HISTORY_WAIT = 5.0
 WRITES = frozenset({"add_memory", "update_memory", "delete_memory", "delete_all_memories",
                     "add_relations", "delete_relations"})
 READS = frozenset({"search_memories", "list_memories", "get_memory", "memory_history",
+                   "export_memories",
                    "search_relations", "list_relations"})
 CALL_TIMEOUT = 60
 
@@ -274,7 +275,7 @@ class Tally:
 def _returned_something(tool: str, content: dict[str, Any]) -> bool:
     if tool == "get_memory":
         return True
-    return bool(content.get("results"))
+    return bool(content.get("results") or content.get("lines"))
 
 
 @dataclass

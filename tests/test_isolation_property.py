@@ -153,7 +153,7 @@ def step_strategy() -> st.SearchStrategy[Step]:
         "get_memory", "update_memory", "delete_memory", "delete_all_memories",
         "memory_history", "add_relations", "add_relations", "add_relations",
         "search_relations", "search_relations", "list_relations", "list_relations",
-        "delete_relations"])
+        "delete_relations", "export_memories"])
     ids = st.fixed_dictionaries({
         "user_id": st.none() | st.sampled_from(USERS),
         "agent_id": st.none() | st.sampled_from(AGENTS),
@@ -245,8 +245,10 @@ def arguments(step: Step, before: Snapshot) -> dict[str, Any]:
         args["actor_id"] = step.actor
     if step.tool in TAKES_FILTERS and filters:
         args["filters"] = filters
-    if step.tool in {"search_memories", "list_memories"}:
+    if step.tool in {"search_memories", "list_memories", "export_memories"}:
         args["limit"] = step.limit
+    if step.tool == "export_memories":
+        args["include_history"] = step.replace
     if step.tool == "search_memories":
         args["query"] = step.text
     if step.tool in {"add_memory", "update_memory"}:
@@ -476,6 +478,19 @@ def check_returned(step: Step, args: dict[str, Any], where: str, scope: CallScop
         gone = [row for i, row in before.memories.items() if i not in after.memories]
         assert content["deleted"] == len(gone), where
         assert all(scope.holds(row) for row in gone), f"{where} deleted {gone}"
+    elif step.tool == "export_memories":
+        memories = [line for line in content["lines"] if line["type"] == "memory"]
+        assert len(memories) <= step.limit, where
+        for line in content["lines"]:
+            stored = before.memories.get(line["id" if line["type"] == "memory"
+                                              else "memory_id"])
+            assert stored is not None, f"{where} exported unknown {line}"
+            assert scope.holds(stored, with_actor=False) and scope.holds(
+                line, with_actor=False), f"{where} exported {line}"
+        assert {line["memory_id"] for line in content["lines"] if line["type"] == "history"
+                } <= {line["id"] for line in memories}, where
+        assert content["total"] == sum(scope.holds(row, with_actor=False)
+                                       for row in before.memories.values()), where
     elif step.tool == "memory_history":
         for entry in content["results"]:
             assert scope.holds(entry, with_actor=False), f"{where} returned {entry}"

@@ -49,7 +49,8 @@ async def test_every_tool_and_argument_is_described(db_path: Path, real_embedder
         for name, schema in tool.input_schema["properties"].items():
             assert schema.get("description"), f"{tool.name}.{name} has no description"
         read_only = tool.name in {"search_memories", "list_memories", "get_memory",
-                                  "memory_history", "search_relations", "list_relations"}
+                                  "memory_history", "export_memories", "search_relations",
+                                  "list_relations"}
         assert tool.annotations.read_only_hint is read_only, tool.name
         assert tool.annotations.destructive_hint is (tool.name in {
             "delete_memory", "delete_all_memories", "delete_relations"}), tool.name

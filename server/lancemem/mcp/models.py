@@ -77,6 +77,18 @@ class MemoryPage(BaseModel):
         description="Pass as cursor to get the next page; null when this page is the last.")
 
 
+class ExportPage(BaseModel):
+    """One page of a scope's export: the lines `lancemem export` writes."""
+
+    lines: list[dict[str, Any]] = Field(description=(
+        "type 'memory' lines (id, memory, hash, scope ids, actor_id, role, metadata, "
+        "created_at, updated_at, expiration_date), each followed by its type 'history' "
+        "lines when include_history; oldest first within the page."))
+    total: int = Field(description="How many memories the scope holds (expired included).")
+    next_cursor: str | None = Field(
+        description="Pass as cursor to get the next page; null when this page is the last.")
+
+
 class Deleted(BaseModel):
     """The outcome of delete_memory."""
 

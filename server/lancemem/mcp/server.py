@@ -41,6 +41,7 @@ from .models import (
     ChatMessage,
     Deleted,
     DeletedCount,
+    ExportPage,
     HistoryList,
     MemoryItem,
     MemoryPage,
@@ -263,6 +264,25 @@ def build_server(settings: Settings, *, memory: Memory | None = None,
             actor_id=actor_id, filters=filters, limit=limit, cursor=cursor,
             show_expired=show_expired))
 
+    async def export_memories(
+        user_id: UserId = None, agent_id: AgentId = None, run_id: RunId = None,
+        include_history: Annotated[bool, Field(description="Also each memory's history "
+                                               "(ADD/UPDATE/DELETE rows).")] = False,
+        limit: Annotated[int, Field(ge=1, le=1000, description="At most this many "
+                                    "memories (one page).")] = 100,
+        cursor: Annotated[str | None, Field(description="The next_cursor of the previous "
+                                            "page, to get the page after it.")] = None,
+    ) -> ExportPage:
+        """Export a scope's memories as the lines `lancemem export` writes, a page at a time.
+
+        Use when the user wants a copy of everything remembered (to back it up or move it
+        to another lancemem with `lancemem import`). Expired memories are included. When
+        next_cursor is not null, call again with cursor=next_cursor (same ids).
+        """
+        return ExportPage.model_validate(await call(
+            memory.export_page, user_id=user_id, agent_id=agent_id, run_id=run_id,
+            include_history=include_history, limit=limit, cursor=cursor))
+
     async def get_memory(memory_id: MemoryId, user_id: UserId = None, agent_id: AgentId = None,
                          run_id: RunId = None, show_expired: ShowExpired = False) -> MemoryItem:
         """Read one memory by its id (only if it is in your scope; an expired one only
@@ -325,6 +345,7 @@ def build_server(settings: Settings, *, memory: Memory | None = None,
     tools = [(add_memory, _WRITE), (search_memories, _READ), (list_memories, _READ),
              (get_memory, _READ), (update_memory, _WRITE), (delete_memory, _DESTROY),
              (delete_all_memories, _DESTROY), (memory_history, _READ),
+             (export_memories, _READ),
              *relation_tools(memory, call, read=_READ, write=_WRITE, destroy=_DESTROY)]
     served: dict[str, ServedTool] = {}
     for fn, hints in tools:

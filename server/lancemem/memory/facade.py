@@ -387,6 +387,21 @@ class Memory:
                                      include_history=include_history, every_scope=every_scope,
                                      progress=progress)
 
+    def export_page(self, *, user_id: str | None = None, agent_id: str | None = None,
+                    run_id: str | None = None, include_history: bool = False,
+                    limit: int = 100, cursor: str | None = None) -> dict[str, Any]:
+        """One page of ``export``'s lines for a client that cannot take a stream
+        (the MCP tool): the memories of one ``get_all`` page (newest pages first,
+        expired memories included), each with its history when asked, as
+        ``{"lines", "total", "next_cursor"}``. History of deleted memories is
+        only in the full ``export``."""
+        page = self.get_all(user_id=user_id, agent_id=agent_id, run_id=run_id, limit=limit,
+                            cursor=cursor, show_expired=True)
+        ids = [item["id"] for item in page["results"]]
+        lines = list(self.export(user_id=user_id, agent_id=agent_id, run_id=run_id,
+                                 memory_ids=ids, include_history=include_history)) if ids else []
+        return {"lines": lines, "total": page["total"], "next_cursor": page["next_cursor"]}
+
     def restore(self, records: Iterable[Any], *, user_id: str | None = None,
                 agent_id: str | None = None, run_id: str | None = None,
                 source: str = "lancemem", labels: Sequence[str] | None = None,
