@@ -140,6 +140,13 @@ def auth_server(tmp_path_factory: pytest.TempPathFactory, home: Path,
         yield Server(url, root / "db", tokens)
 
 
+# Playwright waits 5 s by default; a loaded CI machine (the model, LanceDB and
+# Chromium on two cores) can take longer to answer a click. Waiting longer
+# changes no assertion.
+UI_WAIT_MS = 30_000
+expect.set_options(timeout=UI_WAIT_MS)
+
+
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
     assert os.path.exists(CHROMIUM), (
@@ -174,6 +181,7 @@ class Watched:
 def tab(browser: Browser) -> Iterator[Watched]:
     """A fresh tab (its own sessionStorage) that records what it does."""
     context = browser.new_context(viewport={"width": 1400, "height": 900}, accept_downloads=True)
+    context.set_default_timeout(UI_WAIT_MS)
     page = context.new_page()
     watched = Watched(page)
     page.on("request", lambda request: watched.requests.append(request.url))
