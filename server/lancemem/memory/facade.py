@@ -395,12 +395,9 @@ class Memory:
         expired memories included), each with its history when asked, as
         ``{"lines", "total", "next_cursor"}``. History of deleted memories is
         only in the full ``export``."""
-        page = self.get_all(user_id=user_id, agent_id=agent_id, run_id=run_id, limit=limit,
-                            cursor=cursor, show_expired=True)
-        ids = [item["id"] for item in page["results"]]
-        lines = list(self.export(user_id=user_id, agent_id=agent_id, run_id=run_id,
-                                 memory_ids=ids, include_history=include_history)) if ids else []
-        return {"lines": lines, "total": page["total"], "next_cursor": page["next_cursor"]}
+        return self._transfer.export_page(ids=_ids(user_id, agent_id, run_id),
+                                          include_history=include_history, limit=limit,
+                                          cursor=cursor)
 
     def restore(self, records: Iterable[Any], *, user_id: str | None = None,
                 agent_id: str | None = None, run_id: str | None = None,

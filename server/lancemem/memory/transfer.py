@@ -26,6 +26,8 @@ from typing import Any
 
 from ..core.errors import NotFoundError, ValidationError
 from ..core.exchange import EVENTS, Checked, check_line, from_mem0, history_line, memory_line
+from ..core.messages import check_limit
+from ..core.paging import decode_cursor, page_of
 from ..core.records import MemoryRecord, in_scope
 from ..core.scoping import SCOPE_KEYS, validate_id
 from ..storage import history as hist
@@ -76,6 +78,22 @@ class Transfer:
                 gone = self._deleted(where, {memory_id for _, memory_id in keys})
         return self._lines(tables, [memory_id for _, memory_id in keys], gone,
                            include_history=include_history, progress=progress)
+
+    def export_page(self, *, ids: Mapping[str, Any], include_history: bool, limit: Any,
+                    cursor: Any) -> dict[str, Any]:
+        """Memory.export_page: one read of the scope, paged as get_all pages it."""
+        limit, after = check_limit(limit), decode_cursor(cursor)
+        tables = self._ctx.tables()
+        page = page_of(tables.memories.select(self._ctx.scope(ids).where()), limit=limit,
+                       after=after)
+        history: dict[str, list[dict[str, Any]]] = {}
+        if include_history and page.items:
+            tables.history.flush()  # this process's pending rows belong in the export
+            history = self._history_lines([record.id for record in page.items])
+        lines = []
+        for record in sorted(page.items, key=lambda record: (record.created_at, record.id)):
+            lines += [memory_line(record), *history.get(record.id, [])]
+        return {"lines": lines, "total": page.total, "next_cursor": page.next_cursor}
 
     def _deleted(self, where: str | None, present: set[str]) -> list[str]:
         """Ids of memories with history in scope but no longer stored, by first row."""
