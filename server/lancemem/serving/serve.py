@@ -34,7 +34,7 @@ from ..mcp.server import build_server
 from ..memory.facade import Memory
 from .limits import CredentialLimiter, RateLimiter
 from .page import page_app
-from .page_http import PageRouter, loggable
+from .page_http import MAX_BODY, PageRouter, loggable
 
 log = logging.getLogger(__name__)
 LOOPBACK_NAMES = ("localhost",)
@@ -174,8 +174,8 @@ class HostOriginGuard:
 
         async def noting_too_large(message: Message) -> None:
             if message["type"] == "http.response.start" and message["status"] == 413:
-                limit = ("the memory browser's 1 MiB" if scope["path"].startswith("/api")
-                         else "the transport's 4 MiB")
+                limit = (f"the memory browser's {MAX_BODY >> 20} MiB"
+                         if scope["path"].startswith("/api") else "the transport's 4 MiB")
                 log.warning("refused %s request to %s: its body is over %s limit (413)",
                             self.label, loggable(scope["path"]), limit)
             await send(message)
@@ -263,9 +263,8 @@ def serve(settings: Settings) -> None:
         server = build_server(settings, memory=memory, auth=auth)
         app = _http_app(server, settings, security, page_app(memory, settings, auth))
         url = _bound_url(settings.host, sock.getsockname()[1])
-        shown = "" if settings.auth == "none" else f", auth {settings.auth}"
         print(f"lancemem: serving {settings.transport} at {url}"
-              f"{endpoint_path(settings.transport)} (store {settings.db}{shown}); memory "
+              f"{endpoint_path(settings.transport)} ({_store_and_auth(settings)}); memory "
               f"browser at {url}/", file=sys.stderr, flush=True)
         _run_uvicorn(app, sock)
 
@@ -284,8 +283,7 @@ def serve_page(settings: Settings) -> None:
         url = _bound_url(settings.host, sock.getsockname()[1])
         auth = _server_auth(settings, memory, f"{url}/")
         app = _guarded(page_app(memory, settings, auth), settings, security, "memory browser")
-        shown = "" if settings.auth == "none" else f", auth {settings.auth}"
-        print(f"lancemem: memory browser at {url}/ (store {settings.db}{shown})",
+        print(f"lancemem: memory browser at {url}/ ({_store_and_auth(settings)})",
               file=sys.stderr, flush=True)
         _run_uvicorn(app, sock)
 
@@ -309,6 +307,12 @@ async def _exit_if_unopened(opened: Future[None]) -> None:
         # (nothing was written, the store never opened).
         print(f"lancemem: {exc}", file=sys.stderr, flush=True)
         os._exit(1)
+
+
+def _store_and_auth(settings: Settings) -> str:
+    """What a server's start line says of its store and authentication."""
+    auth = "" if settings.auth == "none" else f", auth {settings.auth}"
+    return f"store {settings.db}{auth}"
 
 
 def _base_url(settings: Settings, port: int) -> str:
