@@ -29,7 +29,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -129,10 +129,8 @@ class S3Server:
         """A fresh store location: ``s3://bucket/<random>`` or its ``s3+ddb://`` form."""
         if bucket not in self.buckets:
             s3 = self.client()
-            try:
+            with suppress(s3.exceptions.BucketAlreadyOwnedByYou):
                 s3.create_bucket(Bucket=bucket)
-            except s3.exceptions.BucketAlreadyOwnedByYou:
-                pass
             self.buckets.add(bucket)
         prefix = f"{bucket}/{uuid.uuid4().hex[:12]}"
         if not ddb:
@@ -145,15 +143,13 @@ class S3Server:
 
 def ensure_commit_table(dynamodb, name: str) -> None:  # dynamodb: a botocore client
     """Create LanceDB's DynamoDB commit table (``base_uri`` S, ``version`` N) if missing."""
-    try:
+    with suppress(dynamodb.exceptions.ResourceInUseException):
         dynamodb.create_table(
             TableName=name, BillingMode="PAY_PER_REQUEST",
             KeySchema=[{"AttributeName": "base_uri", "KeyType": "HASH"},
                        {"AttributeName": "version", "KeyType": "RANGE"}],
             AttributeDefinitions=[{"AttributeName": "base_uri", "AttributeType": "S"},
                                   {"AttributeName": "version", "AttributeType": "N"}])
-    except dynamodb.exceptions.ResourceInUseException:
-        pass
 
 
 @contextmanager
@@ -168,7 +164,7 @@ def seaweedfs(workdir: Path, *, authenticated: bool = True) -> Iterator[str]:
             "-ip.bind=127.0.0.1", "-s3", "-master.volumeSizeLimitMB=64", "-volume.max=0",
             f"-master.port={ports['master']}", f"-volume.port={ports['volume']}",
             f"-filer.port={ports['filer']}", f"-s3.port={ports['s3']}",
-            "-s3.port.iceberg=0", "-s3.port.lance=0", "-s3.iam=false", f"-metricsPort=0"]
+            "-s3.port.iceberg=0", "-s3.port.lance=0", "-s3.iam=false", "-metricsPort=0"]
     if authenticated:
         config = workdir / "s3.json"
         config.write_text(json.dumps({"identities": [{
@@ -196,10 +192,8 @@ def _wait_writable(endpoint: str, proc: subprocess.Popen[bytes], log: Path) -> N
     while True:
         try:
             s3 = server.client()
-            try:
+            with suppress(s3.exceptions.BucketAlreadyOwnedByYou):
                 s3.create_bucket(Bucket="lancemem-probe")
-            except s3.exceptions.BucketAlreadyOwnedByYou:
-                pass
             s3.put_object(Bucket="lancemem-probe", Key="ready", Body=b"ok")
             return
         except Exception:
