@@ -239,7 +239,9 @@ class _Proxy(http.server.BaseHTTPRequestHandler):
             for key, value in answer.getheaders():
                 if key.lower() not in ("transfer-encoding", "content-length", "connection"):
                     self.send_header(key, value)
-            self.send_header("Content-Length", str(len(data)))
+            # HEAD answers carry the object's length, not the (empty) body's
+            length = answer.getheader("Content-Length") if self.command == "HEAD" else None
+            self.send_header("Content-Length", length or str(len(data)))
             self.end_headers()
             if self.command != "HEAD":
                 self.wfile.write(data)

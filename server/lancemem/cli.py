@@ -18,6 +18,7 @@ from . import __version__, cli_relations, cli_tokens, cli_transfer, cli_ui
 from .core.config import AUTH_MODES, MODES, SCOPE_KEYS, TRANSPORTS, Settings, load_settings
 from .core.errors import LanceMemError, ValidationError
 from .core.messages import MAX_LIMIT
+from .core.object_storage import RedactingFilter, secrets
 from .memory.facade import Memory
 
 
@@ -353,7 +354,7 @@ def _reindex(settings: Settings) -> dict[str, Any]:
     from .storage.store import Store
 
     embedder = FastEmbedder(settings.embedding_model, cache_dir=settings.model_cache_dir)
-    count = reindex(Store(settings.db), embedder, progress=_progress("reindex"))
+    count = reindex(Store.from_settings(settings), embedder, progress=_progress("reindex"))
     return {"reindexed": count, "model": settings.embedding_model}
 
 
@@ -423,6 +424,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``lancemem`` console script."""
     logging.basicConfig(stream=sys.stderr, level=logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for handler in logging.getLogger().handlers:  # no secret in any log line
+        handler.addFilter(RedactingFilter())
     try:
         args = build_parser().parse_args(argv)
         settings = _settings(args)
@@ -437,7 +440,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cli_ui.run(args, settings)
         result, show = _dispatch(args, settings)
     except LanceMemError as exc:
-        print(f"lancemem: {exc}", file=sys.stderr)
+        print(f"lancemem: {secrets.redact(str(exc))}", file=sys.stderr)
         return 1
     if args.json:
         print(json.dumps(result, ensure_ascii=False, indent=2))

@@ -73,7 +73,7 @@ def _print_table(items: list[dict[str, Any]]) -> None:
 
 def run(args: argparse.Namespace, settings: Settings) -> tuple[Any, Callable[[], None]]:
     """Run one ``token`` subcommand; returns its JSON result and how to print it."""
-    table = TokenTable(Store(settings.db))
+    table = TokenTable(Store.from_settings(settings))
     now = datetime.now(UTC)
     if args.token_command == "create":
         record, secret = table.create(

@@ -12,11 +12,12 @@ import os
 import re
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from .errors import ValidationError
+from .object_storage import ENV_CONSISTENCY, read_consistency, storage_options
 from .scoping import SCOPE_KEYS
 
 ENV_PREFIX = "LANCEMEM_"
@@ -45,7 +46,10 @@ class Settings:
     ``none``, ``token`` (API tokens in the store) or ``jwt`` (OAuth access
     tokens from ``jwt_issuer``); ``public_url`` is the server's address as
     clients see it (for OAuth metadata). ``rate_limit`` caps requests per
-    second per client address on HTTP (0: no cap).
+    second per client address on HTTP (0: no cap). ``storage_options`` go to
+    LanceDB for object storage (object_storage.py; never shown in a repr);
+    ``read_consistency`` is how many seconds may pass before a read sees
+    another process's writes.
     """
 
     db: str
@@ -69,6 +73,8 @@ class Settings:
     jwt_user_claim: str = "sub"
     public_url: str | None = None
     rate_limit: float = DEFAULT_RATE_LIMIT
+    storage_options: Mapping[str, str] = field(default_factory=dict, repr=False, hash=False)
+    read_consistency: float = 0.0
 
     def scope_defaults(self) -> dict[str, str]:
         """The configured default ids, by field name, leaving out unset ones."""
@@ -288,6 +294,9 @@ def load_settings(
     values["search_mode"] = check_mode(values.get("search_mode", DEFAULT_MODE))
     values["rate_limit"] = _parse_rate(values.get("rate_limit", DEFAULT_RATE_LIMIT))
     values["log_level"] = _parse_log_level(values.get("log_level", "INFO"))
+    values["storage_options"] = {**storage_options(env), **values.get("storage_options", {})}
+    values["read_consistency"] = read_consistency(
+        values.get("read_consistency", env.get(ENV_CONSISTENCY)), values["db"])
     _check_auth(values)
     return Settings(**values)
 

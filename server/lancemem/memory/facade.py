@@ -58,7 +58,7 @@ class Memory:
         store and the bundled model), so ``Memory()`` works as in mem0."""
         if store is None or embedder is None:
             settings = load_settings()
-            store = store or Store(settings.db)
+            store = store or Store.from_settings(settings)
             embedder = embedder or FastEmbedder(settings.embedding_model,
                                                 cache_dir=settings.model_cache_dir)
         self.store = store
@@ -92,8 +92,8 @@ class Memory:
         """
         model = embedder or FastEmbedder(settings.embedding_model, threads=embedding_threads,
                                          cache_dir=settings.model_cache_dir)
-        return cls(store=Store(settings.db), embedder=model, defaults=settings.scope_defaults(),
-                   search_mode=settings.search_mode)
+        return cls(store=Store.from_settings(settings), embedder=model,
+                   defaults=settings.scope_defaults(), search_mode=settings.search_mode)
 
     def __enter__(self) -> Memory:
         return self

@@ -9,12 +9,14 @@ scoping.py, storage_sql.py); this module only runs them.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..core.errors import StorageError
+from ..core.object_storage import is_remote, secrets
 from .retries import MAX_ATTEMPTS, backoff, unless_done_elsewhere, with_retries
 
 if TYPE_CHECKING:
@@ -45,12 +47,20 @@ class Connection:
     retries and version checks in one place.
     """
 
-    def __init__(self, uri: str, *, storage_options: dict[str, str] | None = None) -> None:
+    def __init__(self, uri: str, *, storage_options: Mapping[str, str] | None = None,
+                 read_consistency: float | None = None) -> None:
         self.uri = _normalise_uri(uri)
-        self._storage_options = storage_options
+        self.remote = is_remote(self.uri)
+        self.storage_options = dict(storage_options or {})
+        secrets.remember(self.storage_options)
+        # Seconds a read may go without checking for a newer version (another
+        # process's writes); this process's own commits are seen at once.
+        self.read_consistency = (read_consistency if read_consistency is not None
+                                 else 1.0 if self.remote else 0.0)
         self._db: Any = None
         self._tables: dict[str, Any] = {}
         self._datasets: dict[str, Any] = {}
+        self._checked: dict[str, float] = {}  # table -> monotonic time of its last version check
         self._read_session: Any = None
 
     @property
@@ -65,7 +75,7 @@ class Connection:
                 lambda: lancedb.connect(
                     self.uri,
                     read_consistency_interval=timedelta(0),
-                    storage_options=self._storage_options,
+                    storage_options=self.storage_options or None,
                     session=lancedb.Session(index_cache_size_bytes=INDEX_CACHE_BYTES,
                                             metadata_cache_size_bytes=METADATA_CACHE_BYTES),
                 ),
@@ -94,10 +104,17 @@ class Connection:
     def dataset(self, name: str) -> Any:
         """The table as a pylance dataset at its newest version, for reading.
 
-        Checking for a newer version costs about 0.05 ms on local disk, so every
-        read sees every earlier commit, this process's or another's.
+        Checking for a newer version costs about 0.05 ms on local disk, so by
+        default every read there sees every earlier commit, this process's or
+        another's. On object storage the check is a request: it is made at most
+        once per ``read_consistency`` seconds, and after each commit of this
+        process's.
         """
         current = self._datasets.get(name)
+        now = time.monotonic()
+        if current is not None and now - self._checked.get(name, -1e9) < self.read_consistency:
+            return current
+        self._checked[name] = now
         if current is None:
             import lance
 
@@ -181,6 +198,7 @@ class Connection:
         written = with_retries(
             lambda: lance.write_dataset(data, self.dataset(name), mode="append"),
             what=f"writing to {name}")
+        self._changed(name)
         self._committed()
         return int(written.version)
 
@@ -201,6 +219,7 @@ class Connection:
             return table.merge_insert("id").when_matched_update_all(where=only_if).execute(data)
 
         result = with_retries(run, what=f"updating {name}")
+        self._changed(name)
         self._committed()
         return int(result.num_updated_rows)
 
@@ -218,6 +237,7 @@ class Connection:
         result = with_retries(
             lambda: table.merge_insert("id").when_not_matched_insert_all().execute(data),
             what=f"writing to {name}")
+        self._changed(name)
         self._committed()
         return int(result.num_inserted_rows)
 
@@ -237,6 +257,7 @@ class Connection:
             return merge.when_not_matched_insert_all().execute(data)
 
         with_retries(run, what=what)
+        self._changed(name)
 
     def select(self, name: str, where: str | None, *, columns: Iterable[str] | None = None,
                limit: int | None = None, version: int | None = None) -> list[dict[str, Any]]:
@@ -272,8 +293,17 @@ class Connection:
         deleted (a row another writer deleted first is not counted)."""
         table = self.table(name)
         result = with_retries(lambda: table.delete(where), what=f"deleting from {name}")
+        self._changed(name)
         self._committed()
         return int(result.num_deleted_rows)
+
+    def _changed(self, name: str) -> None:
+        """This process committed to ``name``: its next read checks for the new version."""
+        self._checked.pop(name, None)
+
+    def changed(self, name: str) -> None:
+        """Tell the connection that ``name`` was written through another handle."""
+        self._changed(name)
 
     def _committed(self) -> None:
         """Called after each commit of rows (not of metadata or schema changes)."""

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from ..core.errors import ConflictError, LanceMemError, StorageError
+from ..core.object_storage import secrets
 
 log = logging.getLogger(__name__)
 
@@ -21,7 +22,8 @@ MAX_ATTEMPTS = 8
 
 
 def _is_retryable(exc: Exception) -> bool:
-    text = str(exc).lower()
+    # An AWS SDK error prints its body's "retryable: true" flag: that is not a conflict
+    text = str(exc).lower().replace("retryable: true", "").replace("retryable: false", "")
     return "retryable" in text or "conflict" in text or "please retry" in text
 
 
@@ -57,6 +59,14 @@ def with_retries(action: Callable[[], T], *, what: str) -> T:
 # the where clause (the caller's filter values, other ids) and its source
 # paths: it goes to the log, never into the error.
 _REASONS = (
+    ("resourcenotfoundexception", "the DynamoDB commit table named by ddbTableName does not "
+     "exist (create it: README, Running several servers)"),
+    ("nosuchbucket", "the bucket does not exist"),
+    ("invalidaccesskeyid", "the object store does not know the access key (AWS_ACCESS_KEY_ID)"),
+    ("signaturedoesnotmatch", "the object store refused the secret key (AWS_SECRET_ACCESS_KEY)"),
+    ("accessdenied", "the object store denied access to the bucket"),
+    ("connection refused", "the object store could not be reached (check the endpoint, "
+     "AWS_ENDPOINT_URL_S3)"),
     ("no space left", "the disk is full"),
     ("permission denied", "permission was denied"),
     ("not found", "a table or file was not found"),
@@ -65,7 +75,7 @@ _REASONS = (
 
 
 def _storage_error(what: str, exc: Exception) -> StorageError:
-    detail = str(exc)
+    detail = secrets.redact(str(exc))  # an object store's answer can quote a key
     lowered = detail.lower()
     reason = next((text for key, text in _REASONS if key in lowered),
                   f"LanceDB raised {type(exc).__name__}")

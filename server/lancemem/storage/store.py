@@ -13,8 +13,9 @@ are imported from here still.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .connection import Connection
 from .maintenance import (
@@ -54,6 +55,9 @@ from .schema import (
     vector_field,
 )
 
+if TYPE_CHECKING:
+    from ..core.config import Settings
+
 __all__ = [
     "HIDDEN_COLUMNS", "HISTORY", "INDEXED_COLUMNS", "LARGE_FRAGMENT", "MAX_ATTEMPTS", "MEMORIES",
     "META", "SCHEMA_VERSION", "SEARCH_TEXT", "SLACK_FRAGMENTS", "SMALL_FRAGMENT", "Store",
@@ -65,11 +69,17 @@ __all__ = [
 class Store(Connection):
     """LanceDB at ``uri`` holding the memories, history, relation and meta tables."""
 
-    def __init__(self, uri: str, *, storage_options: dict[str, str] | None = None,
-                 auto_compact: bool = True) -> None:
-        super().__init__(uri, storage_options=storage_options)
+    def __init__(self, uri: str, *, storage_options: Mapping[str, str] | None = None,
+                 read_consistency: float | None = None, auto_compact: bool = True) -> None:
+        super().__init__(uri, storage_options=storage_options, read_consistency=read_consistency)
         self.meta_table = MetaTable(self)
         self._maintenance = Maintenance(self, auto_compact=auto_compact)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Store:
+        """The store ``settings`` name, with its storage options and read consistency."""
+        return cls(settings.db, storage_options=settings.storage_options,
+                   read_consistency=settings.read_consistency)
 
     def exists(self) -> bool:
         """Whether this location already holds a lancemem store."""
