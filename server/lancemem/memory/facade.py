@@ -28,7 +28,6 @@ from ..storage.memory_table import MemoryTable
 from ..storage.relation_history import RelationHistoryTable
 from ..storage.relation_table import EntityTable, RelationTable
 from ..storage.store import Store
-from ..storage.write_lock import relation_writer
 from .context import Context, RelationTables, Tables
 from .relations import Relations
 from .searcher import Searcher
@@ -159,7 +158,7 @@ class Memory:
                 dim = self.embedder.dim
                 graph = RelationTables(EntityTable(self.store, dim), RelationTable(self.store, dim),
                                        self.relation_log, RelationHistoryTable(self.store),
-                                       functools.partial(relation_writer, self.store.uri))
+                                       self.store.relation_writer)
                 self._open = Tables(MemoryTable(self.store, dim), self.history_log, graph)
             return self._open
 

@@ -29,6 +29,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..core.config import Settings, normalize_allowed_host
 from ..core.errors import ValidationError
+from ..core.object_storage import describe, is_remote, secrets
 from ..mcp.auth import ServerAuth, jwt_auth, token_auth
 from ..mcp.server import build_server
 from ..memory.facade import Memory
@@ -305,14 +306,17 @@ async def _exit_if_unopened(opened: Future[None]) -> None:
         # The SDK reads stdin in a worker thread that cancelling cannot stop, so
         # the server would wait for the client's next line: leave at once instead
         # (nothing was written, the store never opened).
-        print(f"lancemem: {exc}", file=sys.stderr, flush=True)
+        print(f"lancemem: {secrets.redact(str(exc))}", file=sys.stderr, flush=True)
         os._exit(1)
 
 
 def _store_and_auth(settings: Settings) -> str:
     """What a server's start line says of its store and authentication."""
     auth = "" if settings.auth == "none" else f", auth {settings.auth}"
-    return f"store {settings.db}{auth}"
+    shared = ""
+    if is_remote(settings.db):
+        shared = f"; other servers' writes show within {settings.read_consistency:g} s"
+    return f"store {describe(settings.db)}{shared}{auth}"
 
 
 def _base_url(settings: Settings, port: int) -> str:

@@ -166,6 +166,19 @@ class Connection:
             return
         self._create(name, schema)
 
+    def ensure_table_with(self, name: str, schema: pa.Schema,
+                          rows: Sequence[dict[str, Any]]) -> None:
+        """Create table ``name`` holding ``rows`` unless it exists (safe under races)."""
+        if name in self.table_names():
+            self.table(name)
+            return
+        import pyarrow as pa
+
+        data = pa.Table.from_pylist(list(rows), schema=schema)
+        unless_done_elsewhere(
+            lambda: self.db.create_table(name, data=data, exist_ok=True),
+            done=lambda: self._opens(name), what=f"creating table {name}")
+
     def _create(self, name: str, schema: pa.Schema) -> None:
         unless_done_elsewhere(
             lambda: self.db.create_table(name, schema=schema, exist_ok=True),
@@ -300,6 +313,10 @@ class Connection:
     def _changed(self, name: str) -> None:
         """This process committed to ``name``: its next read checks for the new version."""
         self._checked.pop(name, None)
+
+    def refresh(self) -> None:
+        """Make the next read of every table check for a newer version."""
+        self._checked.clear()
 
     def changed(self, name: str) -> None:
         """Tell the connection that ``name`` was written through another handle."""

@@ -18,6 +18,7 @@ import time
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
+from .leases import LEASES, MAINTENANCE_LEASE
 from .relation_schema import (
     ENTITIES,
     ENTITY_INDEXED,
@@ -31,6 +32,7 @@ from .schema import HISTORY, INDEXED_COLUMNS, MEMORIES, SEARCH_TEXT
 
 if TYPE_CHECKING:
     from .connection import Connection
+    from .leases import Leases
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +49,10 @@ CHECK_EVERY_COMMITS = 8
 # and optimize_indices itself took 0.78 s, all on the server's two cores.
 INDEX_AFTER_ROWS = 4_096
 KEEP_VERSIONS_FOR = timedelta(seconds=5)
+# Held while one server compacts a store on object storage; a server that dies
+# compacting frees it after this long. A full optimize of 1,000,000 memories
+# took minutes, not tens of minutes.
+MAINTENANCE_LEASE_SECONDS = 900.0
 
 
 def compaction_targets(fragment_rows: list[int]) -> list[int]:
@@ -98,9 +104,11 @@ class Maintenance:
     """Compaction of one store's memories and history, run every few commits
     in a background thread (``auto_compact``) and fully on ``optimize``."""
 
-    def __init__(self, conn: Connection, *, auto_compact: bool = True) -> None:
+    def __init__(self, conn: Connection, *, auto_compact: bool = True,
+                 leases: Leases | None = None) -> None:
         self._conn = conn
         self._auto_compact = auto_compact
+        self._leases = leases
         self._commits = 0
         self._compacting = threading.Lock()
         self._compactor: threading.Thread | None = None
@@ -118,10 +126,31 @@ class Maintenance:
     def _maintain(self, *, force: bool, keep_versions_for: timedelta = KEEP_VERSIONS_FOR) -> bool:
         """Tiered compaction where fragments piled up; returns whether anything ran.
 
-        Safe while other processes write: conflicting commits are retried.
+        Safe while other processes write: conflicting commits are retried. On
+        object storage one server at a time compacts (the maintenance lease):
+        a background check skips while another holds it, ``optimize`` waits.
         """
+        if self._leases is None:
+            return self._compact(force=force, keep_versions_for=keep_versions_for)
+        if force:
+            with self._leases.held(MAINTENANCE_LEASE, seconds=MAINTENANCE_LEASE_SECONDS,
+                                   wait=MAINTENANCE_LEASE_SECONDS):
+                return self._compact(force=True, keep_versions_for=keep_versions_for)
+        holder = self._leases.try_take(MAINTENANCE_LEASE, MAINTENANCE_LEASE_SECONDS)
+        if holder is None:
+            log.debug("another server is compacting %s; skipped", self._conn.uri)
+            return False
+        try:
+            return self._compact(force=False, keep_versions_for=keep_versions_for)
+        finally:
+            self._leases.release(MAINTENANCE_LEASE, holder)
+
+    def _compact(self, *, force: bool, keep_versions_for: timedelta) -> bool:
         ran = False
-        for name in (MEMORIES, HISTORY, *RELATION_TABLES):
+        tables = (MEMORIES, HISTORY, *RELATION_TABLES)
+        if self._leases is not None:
+            tables += (LEASES,)  # every lease taken is a version; they are dropped too
+        for name in tables:
             table = self._conn.table(name)
             targets = [SMALL_FRAGMENT, LARGE_FRAGMENT] if force else compaction_targets(
                 with_retries(lambda tb=table: [

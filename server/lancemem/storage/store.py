@@ -13,11 +13,15 @@ are imported from here still.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import logging
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
+from .commit_probe import unsafe_for_writers
 from .connection import Connection
+from .leases import LEASES, Leases
 from .maintenance import (
     KEEP_VERSIONS_FOR,
     LARGE_FRAGMENT,
@@ -54,9 +58,12 @@ from .schema import (
     principal_fields,
     vector_field,
 )
+from .write_lock import relation_writer
 
 if TYPE_CHECKING:
     from ..core.config import Settings
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "HIDDEN_COLUMNS", "HISTORY", "INDEXED_COLUMNS", "LARGE_FRAGMENT", "MAX_ATTEMPTS", "MEMORIES",
@@ -73,7 +80,10 @@ class Store(Connection):
                  read_consistency: float | None = None, auto_compact: bool = True) -> None:
         super().__init__(uri, storage_options=storage_options, read_consistency=read_consistency)
         self.meta_table = MetaTable(self)
-        self._maintenance = Maintenance(self, auto_compact=auto_compact)
+        # On object storage several servers may share the store: they take turns
+        # through leases (leases.py) for relation writes and compaction.
+        self.leases = Leases(self) if self.remote else None
+        self._maintenance = Maintenance(self, auto_compact=auto_compact, leases=self.leases)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Store:
@@ -96,6 +106,11 @@ class Store(Connection):
                              RELATION_HISTORY: relation_history_schema()})
         migrate(self)  # an older schema brought up to date
         ensure_indexes(self)
+        if self.leases is not None:
+            self.leases.ensure()
+            unsafe = unsafe_for_writers(self.uri, self.storage_options)
+            if unsafe:
+                log.warning("%s", unsafe)
         self.meta_table.stamp(model_name=model_name, dim=dim)
         if check_model:
             self.check_model(model_name=model_name, dim=dim)
@@ -120,6 +135,18 @@ class Store(Connection):
         """Write meta records only where no value exists yet; returns them as they stand."""
         return self.meta_table.write_defaults(values)
 
+    @contextmanager
+    def relation_writer(self) -> Iterator[None]:
+        """The lock relation writers of this store take turns with (write_lock.py).
+
+        What a writer reads while it holds the lock is read fresh: another
+        server's relation committed a moment ago must be seen, not the version
+        the read consistency bound would allow.
+        """
+        with relation_writer(self.uri, self.leases):
+            self.refresh()
+            yield
+
     def _committed(self) -> None:
         self._maintenance.committed()
 
@@ -142,4 +169,6 @@ class Store(Connection):
 
     def reset(self) -> None:
         """Drop every lancemem table; the next open recreates them empty."""
-        self.drop((MEMORIES, HISTORY, META, *RELATION_TABLES))
+        self.drop((MEMORIES, HISTORY, META, *RELATION_TABLES, LEASES))
+        if self.leases is not None:
+            self.leases.forget()

@@ -11,7 +11,8 @@ at once would store copies and both report ADD.
 Relation writes are few and small, so they take turns instead: a lock per
 store in this process, and on local disk an ``flock`` on a file beside the
 tables, which the OS releases if the process dies. On object storage there is
-no shared file to lock: only writers inside one process are ordered there.
+no shared file to lock: servers there take turns through a lease in the store
+(leases.py), which a server that dies gives up after RELATION_LEASE_SECONDS.
 """
 
 from __future__ import annotations
@@ -22,8 +23,14 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .leases import Leases
 
 LOCK_FILE = ".relations.lock"
+RELATION_LEASE_SECONDS = 30.0  # a relation write takes well under a second
+RELATION_LEASE_WAIT = 60.0
 
 _guard = threading.Lock()
 _locks: dict[str, threading.Lock] = {}
@@ -35,9 +42,17 @@ def _thread_lock(uri: str) -> threading.Lock:
 
 
 @contextmanager
-def relation_writer(uri: str) -> Iterator[None]:
-    """Hold the store's relation write lock for the ``with`` block."""
+def relation_writer(uri: str, leases: Leases | None = None) -> Iterator[None]:
+    """Hold the store's relation write lock for the ``with`` block: with
+    ``leases`` (object storage), the store's relations lease."""
     with _thread_lock(uri):
+        if leases is not None:
+            from .leases import RELATIONS_LEASE
+
+            with leases.held(RELATIONS_LEASE, seconds=RELATION_LEASE_SECONDS,
+                             wait=RELATION_LEASE_WAIT):
+                yield
+            return
         if "://" in uri:
             yield
             return
