@@ -5,7 +5,7 @@
   the conditional write Lance commits ``s3://`` tables with.
 - moto (``moto_server`` from ``moto[server]``) for DynamoDB, the commit store
   of ``s3+ddb://`` URIs.
-- ``NoConditionalWrites``: a proxy in front of an S3 server that drops
+- ``no_conditional_writes``: a proxy in front of an S3 server that drops
   ``If-None-Match``, so the server behaves like an S3-compatible store
   without conditional writes (where concurrent commits can overwrite each
   other). SeaweedFS behind it runs without authentication, since the proxy
@@ -18,20 +18,19 @@ when its context ends. Nothing here reaches beyond loopback.
 from __future__ import annotations
 
 import http.client
-import http.server
 import json
 import shutil
 import socket
-import socketserver
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from tests.http_proxy import forwarding
 
 ACCESS_KEY = "lancemem-test-key"
 SECRET_KEY = "lancemem-test-secret-do-not-log"
@@ -220,54 +219,8 @@ def moto(workdir: Path) -> Iterator[str]:
         _stop(proc)
 
 
-class _Proxy(http.server.BaseHTTPRequestHandler):
-    """Forwards every request to ``upstream`` without its If-None-Match header."""
-
-    upstream: tuple[str, int]
-    protocol_version = "HTTP/1.1"
-
-    def _forward(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length) if length else None
-        headers = {k: v for k, v in self.headers.items() if k.lower() != "if-none-match"}
-        conn = http.client.HTTPConnection(*self.upstream, timeout=60)
-        try:
-            conn.request(self.command, self.path, body=body, headers=headers)
-            answer = conn.getresponse()
-            data = answer.read()
-            self.send_response(answer.status, answer.reason)
-            for key, value in answer.getheaders():
-                if key.lower() not in ("transfer-encoding", "content-length", "connection"):
-                    self.send_header(key, value)
-            # HEAD answers carry the object's length, not the (empty) body's
-            length = answer.getheader("Content-Length") if self.command == "HEAD" else None
-            self.send_header("Content-Length", length or str(len(data)))
-            self.end_headers()
-            if self.command != "HEAD":
-                self.wfile.write(data)
-        finally:
-            conn.close()
-
-    do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _forward
-
-    def log_message(self, format: str, *args: object) -> None:  # quiet
-        return
-
-
-class _ThreadingServer(socketserver.ThreadingMixIn, http.server.HTTPServer):
-    daemon_threads = True
-
-
 @contextmanager
 def no_conditional_writes(upstream: str) -> Iterator[str]:
     """An endpoint that serves ``upstream`` but ignores conditional writes."""
-    host, _, port = upstream.removeprefix("http://").partition(":")
-    handler = type("Proxy", (_Proxy,), {"upstream": (host, int(port))})
-    server = _ThreadingServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with forwarding([upstream], drop_headers=("if-none-match",)) as url:
+        yield url

@@ -182,6 +182,9 @@ def _auth_flags(serve: argparse.ArgumentParser) -> None:
     serve.add_argument("--rate-limit", type=float, metavar="N",
                        help="requests per second per client address on HTTP, 0 for no limit "
                             "(default 100; env LANCEMEM_RATE_LIMIT)")
+    serve.add_argument("--stateless", action="store_true", default=None,
+                       help="streamable HTTP without sessions: any of several servers behind "
+                            "a load balancer can answer any request (env LANCEMEM_STATELESS)")
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -189,7 +192,8 @@ def _settings(args: argparse.Namespace) -> Settings:
         key: getattr(args, key, None)
         for key in ("db", "embedding_model", "transport", "host", "port", "allow_remote",
                     "allowed_hosts", "search_mode", "auth", "jwt_issuer", "jwt_audience",
-                    "jwt_jwks_url", "jwt_user_claim", "public_url", "rate_limit", *SCOPE_KEYS)
+                    "jwt_jwks_url", "jwt_user_claim", "public_url", "rate_limit", "stateless",
+                    *SCOPE_KEYS)
     }
     pinned = set()
     for name in SCOPE_KEYS:

@@ -46,7 +46,9 @@ class Settings:
     ``none``, ``token`` (API tokens in the store) or ``jwt`` (OAuth access
     tokens from ``jwt_issuer``); ``public_url`` is the server's address as
     clients see it (for OAuth metadata). ``rate_limit`` caps requests per
-    second per client address on HTTP (0: no cap). ``storage_options`` go to
+    second per client address on HTTP (0: no cap). ``stateless`` serves
+    streamable HTTP without sessions (any server of several may answer any
+    request). ``storage_options`` go to
     LanceDB for object storage (object_storage.py; never shown in a repr);
     ``read_consistency`` is how many seconds may pass before a read sees
     another process's writes.
@@ -73,6 +75,7 @@ class Settings:
     jwt_user_claim: str = "sub"
     public_url: str | None = None
     rate_limit: float = DEFAULT_RATE_LIMIT
+    stateless: bool = False
     storage_options: Mapping[str, str] = field(default_factory=dict, repr=False, hash=False)
     read_consistency: float = 0.0
 
@@ -244,6 +247,8 @@ def _from_environ(environ: Mapping[str, str]) -> dict[str, Any]:
             values[name] = raw
     if environ.get(ENV_PREFIX + "PORT"):
         values["port"] = environ[ENV_PREFIX + "PORT"]
+    if ENV_PREFIX + "STATELESS" in environ:
+        values["stateless"] = _parse_bool("stateless", environ[ENV_PREFIX + "STATELESS"])
     if ENV_PREFIX + "ALLOW_REMOTE" in environ:
         values["allow_remote"] = _parse_bool("allow_remote", environ[ENV_PREFIX + "ALLOW_REMOTE"])
     if environ.get(ENV_PREFIX + "ALLOWED_HOSTS"):
@@ -298,6 +303,10 @@ def load_settings(
     values["read_consistency"] = read_consistency(
         values.get("read_consistency", env.get(ENV_CONSISTENCY)), values["db"])
     _check_auth(values)
+    if values.get("stateless") and values.get("transport", "stdio") != "streamable-http":
+        raise ValidationError("--stateless (LANCEMEM_STATELESS) is for --transport "
+                              "streamable-http: stdio and SSE keep a connection open per "
+                              "client. Add --transport streamable-http, or drop --stateless.")
     return Settings(**values)
 
 

@@ -218,7 +218,8 @@ def _http_app(server: MCPServer, settings: Settings, security: TransportSecurity
     if settings.transport == "sse":
         app = server.sse_app(transport_security=security, host=settings.host)
     else:
-        app = server.streamable_http_app(transport_security=security, host=settings.host)
+        app = server.streamable_http_app(transport_security=security, host=settings.host,
+                                         stateless_http=settings.stateless)
     return _guarded(PageRouter(page, app), settings, security, settings.transport)
 
 
