@@ -376,6 +376,9 @@ def _optimize(memory: Memory, *, purge_expired: bool) -> dict[str, Any]:
 def _print_optimized(sizes: dict[str, Any]) -> None:
     if "purged" in sizes:
         print(f"purged {sizes['purged']} expired memories")
+    if sizes["bytes_before"] is None:  # object storage: no directory to measure
+        print("optimized (the size of a store on object storage is not measured)")
+        return
     print(f"store size {sizes['bytes_before']:,} -> {sizes['bytes_after']:,} bytes")
 
 

@@ -136,6 +136,8 @@ class Maintenance:
             with self._leases.held(MAINTENANCE_LEASE, seconds=MAINTENANCE_LEASE_SECONDS,
                                    wait=MAINTENANCE_LEASE_SECONDS):
                 return self._compact(force=True, keep_versions_for=keep_versions_for)
+        if not any(self._targets(name) for name in (MEMORIES, HISTORY, *RELATION_TABLES)):
+            return False  # the usual check: nothing to do, so no lease taken (two commits)
         holder = self._leases.try_take(MAINTENANCE_LEASE, MAINTENANCE_LEASE_SECONDS)
         if holder is None:
             log.debug("another server is compacting %s; skipped", self._conn.uri)
@@ -147,15 +149,13 @@ class Maintenance:
 
     def _compact(self, *, force: bool, keep_versions_for: timedelta) -> bool:
         ran = False
-        tables = (MEMORIES, HISTORY, *RELATION_TABLES)
-        if self._leases is not None:
-            tables += (LEASES,)  # every lease taken is a version; they are dropped too
-        for name in tables:
+        if self._leases is not None:  # every lease taken and given back is two versions
+            leases = self._conn.table(LEASES)
+            with_retries(lambda: leases.to_lance().cleanup_old_versions(
+                older_than=keep_versions_for), what=f"cleaning up {LEASES}")
+        for name in (MEMORIES, HISTORY, *RELATION_TABLES):
             table = self._conn.table(name)
-            targets = [SMALL_FRAGMENT, LARGE_FRAGMENT] if force else compaction_targets(
-                with_retries(lambda tb=table: [
-                    f.physical_rows for f in tb.to_lance().get_fragments()],
-                    what=f"reading {name} fragments"))
+            targets = [SMALL_FRAGMENT, LARGE_FRAGMENT] if force else self._targets(name)
             if not targets:
                 continue
             # Each attempt opens the newest version: a retry on the version that
@@ -170,6 +170,13 @@ class Maintenance:
                 older_than=keep_versions_for), what=f"cleaning up {name}")
             ran = True
         return ran
+
+    def _targets(self, name: str) -> list[int]:
+        """The compaction passes table ``name`` needs now."""
+        table = self._conn.table(name)
+        return compaction_targets(with_retries(
+            lambda: [f.physical_rows for f in table.to_lance().get_fragments()],
+            what=f"reading {name} fragments"))
 
     def compact_in_background(self) -> None:
         """Compact in a worker thread if needed; never blocks or fails the caller.
