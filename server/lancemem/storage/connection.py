@@ -122,13 +122,34 @@ class Connection:
                 self._read_session = lance.Session(
                     index_cache_size_bytes=READ_INDEX_CACHE_BYTES,
                     metadata_cache_size_bytes=READ_METADATA_CACHE_BYTES)
-            current = self.table(name).to_lance(session=self._read_session)
+            current = self.open_dataset(name, session=self._read_session)
         else:
             latest = current.latest_version
             if latest != current.version:
                 current = current.checkout_version(latest)
         self._datasets[name] = current
         return current
+
+    def open_dataset(self, name: str, *, session: Any = None) -> Any:
+        """Table ``name`` as a new pylance dataset at its newest version, for
+        reading and for commits of its own (appends, compaction, clean-up).
+
+        On ``s3+ddb://`` it is opened by its ``s3+ddb://`` URI, so its commits
+        and its idea of the newest version go through the DynamoDB commit
+        store as lancedb's do: lancedb's ``to_lance()`` opens the plain
+        ``s3://`` path, whose commits DynamoDB never hears of (other servers
+        then read without them, and lancedb writes over them).
+        """
+        if self.uri.startswith("s3+ddb://"):
+            import lance
+
+            base, _, query = self.uri.partition("?")
+            return with_retries(
+                lambda: lance.dataset(f"{base.rstrip('/')}/{name}.lance?{query}",
+                                      storage_options=self.storage_options or None,
+                                      session=session),
+                what=f"opening table {name}")
+        return self.table(name).to_lance(session=session)
 
     def version(self, name: str) -> int:
         """The table's newest version (reads at it with ``version=`` see one snapshot)."""

@@ -150,8 +150,7 @@ class Maintenance:
     def _compact(self, *, force: bool, keep_versions_for: timedelta) -> bool:
         ran = False
         if self._leases is not None:  # every lease taken and given back is two versions
-            leases = self._conn.table(LEASES)
-            with_retries(lambda: leases.to_lance().cleanup_old_versions(
+            with_retries(lambda: self._conn.open_dataset(LEASES).cleanup_old_versions(
                 older_than=keep_versions_for), what=f"cleaning up {LEASES}")
         for name in (MEMORIES, HISTORY, *RELATION_TABLES):
             table = self._conn.table(name)
@@ -161,21 +160,21 @@ class Maintenance:
             # Each attempt opens the newest version: a retry on the version that
             # conflicted would conflict again.
             for target in targets:
-                with_retries(lambda t=target, tb=table: tb.to_lance().optimize.compact_files(
-                    target_rows_per_fragment=t), what=f"compacting {name}")
+                with_retries(lambda t=target, n=name: self._conn.open_dataset(
+                    n).optimize.compact_files(target_rows_per_fragment=t),
+                    what=f"compacting {name}")
             if force or unindexed_rows(table) >= INDEX_AFTER_ROWS:
-                with_retries(lambda tb=table: tb.to_lance().optimize.optimize_indices(),
+                with_retries(lambda n=name: self._conn.open_dataset(n).optimize.optimize_indices(),
                              what=f"indexing {name}")
-            with_retries(lambda tb=table: tb.to_lance().cleanup_old_versions(
+            with_retries(lambda n=name: self._conn.open_dataset(n).cleanup_old_versions(
                 older_than=keep_versions_for), what=f"cleaning up {name}")
             ran = True
         return ran
 
     def _targets(self, name: str) -> list[int]:
         """The compaction passes table ``name`` needs now."""
-        table = self._conn.table(name)
         return compaction_targets(with_retries(
-            lambda: [f.physical_rows for f in table.to_lance().get_fragments()],
+            lambda: [f.physical_rows for f in self._conn.open_dataset(name).get_fragments()],
             what=f"reading {name} fragments"))
 
     def compact_in_background(self) -> None:
