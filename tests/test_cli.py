@@ -76,3 +76,17 @@ def test_cli_version_names_the_installed_release(tmp_path: Path) -> None:
     shown = run(tmp_path, "--version")
     assert shown.returncode == 0 and shown.stdout.strip() == f"lancemem {__version__}"
     assert __version__[0].isdigit() and not (tmp_path / "db").exists()
+
+
+def test_db_may_come_before_the_command_but_only_once(tmp_path: Path) -> None:
+    elsewhere = str(tmp_path / "elsewhere")
+    added = run(tmp_path, "--db", elsewhere, "add", "Kept elsewhere", "--user-id", "alice")
+    assert added.returncode == 0, added.stderr
+    listed = run(tmp_path, "--db", elsewhere, "list", "--user-id", "alice")
+    assert "Kept elsewhere" in listed.stdout
+    assert "Kept elsewhere" not in run(tmp_path, "list", "--user-id", "alice").stdout
+    after = run(tmp_path, "list", "--db", elsewhere, "--user-id", "alice")
+    assert "Kept elsewhere" in after.stdout
+    twice = run(tmp_path, "--db", elsewhere, "list", "--db", str(tmp_path / "db"),
+                "--user-id", "alice")
+    assert twice.returncode == 2 and "--db is given twice" in twice.stderr

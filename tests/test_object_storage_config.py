@@ -18,7 +18,7 @@ import pyarrow as pa
 import pytest
 
 from lancemem.core.config import load_settings
-from lancemem.core.errors import ValidationError
+from lancemem.core.errors import StorageError, ValidationError
 from lancemem.core.object_storage import (
     RedactingFilter,
     describe,
@@ -192,3 +192,24 @@ def test_a_lease_is_free_again_after_release_or_expiry(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="unknown lease"):
         leases.try_take("other", 1)
     assert set(KEYS) == {RELATIONS_LEASE, MAINTENANCE_LEASE}
+
+
+@pytest.mark.parametrize(("options", "said"), [
+    ({"timeout": "5"}, 'failed to parse "5" as Duration'),
+    ({"allow_http": "maybe"}, 'failed to parse "maybe" as boolean'),
+])
+def test_a_storage_option_lancedb_cannot_read_is_named_with_what_to_do(
+        options: dict[str, str], said: str) -> None:
+    store = Store("s3://bucket/prefix", storage_options={
+        "aws_access_key_id": "AKIDEXAMPLE", "aws_secret_access_key": "wJalr-secret-EXAMPLEKEY",
+        "region": "eu-west-1", "endpoint": "http://127.0.0.1:9", **options})
+    with pytest.raises(StorageError) as caught:
+        store.table_names()
+    message = str(caught.value)
+    assert "LANCEMEM_STORAGE_OPTIONS" in message and said in message
+    assert "wJalr" not in message
+
+
+def test_a_refused_access_key_names_the_session_token_too() -> None:
+    error = _storage_error("opening", RuntimeError("<Code>InvalidAccessKeyId</Code>"))
+    assert "AWS_ACCESS_KEY_ID" in str(error) and "AWS_SESSION_TOKEN" in str(error)

@@ -72,6 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
     common = _common()
     parser = _Parser(prog="lancemem", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"lancemem {__version__}")
+    parser.add_argument("--db", dest="global_db", metavar="DB",
+                        help="store path or LanceDB URI, before or after the command "
+                             "(env LANCEMEM_DB)")
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", parents=[common], help="run the MCP server")
     serve.add_argument("--transport", choices=TRANSPORTS)
@@ -427,6 +430,16 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> tuple[Any, Callab
         return _run_command(args, memory)
 
 
+def _take_global_db(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """``lancemem --db X list`` means ``lancemem list --db X``."""
+    if args.global_db is None:
+        return
+    if getattr(args, "db", None) not in (None, args.global_db):
+        parser.error(f"--db is given twice ({args.global_db!r} before the command, "
+                     f"{args.db!r} after it): give it once")
+    args.db = args.global_db
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``lancemem`` console script."""
     logging.basicConfig(stream=sys.stderr, level=logging.WARNING,
@@ -434,7 +447,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     for handler in logging.getLogger().handlers:  # no secret in any log line
         handler.addFilter(RedactingFilter())
     try:
-        args = build_parser().parse_args(argv)
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        _take_global_db(parser, args)
         settings = _settings(args)
         logging.getLogger("lancemem").setLevel(settings.log_level.upper())
         if args.command == "serve":

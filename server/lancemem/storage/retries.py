@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import random
+import re
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -62,11 +63,15 @@ _REASONS = (
     ("resourcenotfoundexception", "the DynamoDB commit table named by ddbTableName does not "
      "exist (create it: README, Running several servers)"),
     ("nosuchbucket", "the bucket does not exist"),
-    ("invalidaccesskeyid", "the object store does not know the access key (AWS_ACCESS_KEY_ID)"),
+    ("invalidaccesskeyid", "the object store does not accept the access key "
+     "(AWS_ACCESS_KEY_ID; with AWS_SESSION_TOKEN set, a wrong secret key or an expired "
+     "token is reported this way too: check all three)"),
     ("signaturedoesnotmatch", "the object store refused the secret key (AWS_SECRET_ACCESS_KEY)"),
     ("accessdenied", "the object store denied access to the bucket"),
     ("connection refused", "the object store could not be reached (check the endpoint, "
      "AWS_ENDPOINT_URL_S3)"),
+    ("config error", "a storage option has a value LanceDB cannot read (check "
+     "LANCEMEM_STORAGE_OPTIONS: durations are written like \"30s\", booleans \"true\")"),
     ("no space left", "the disk is full"),
     ("permission denied", "permission was denied"),
     ("not found", "a table or file was not found"),
@@ -74,11 +79,17 @@ _REASONS = (
 )
 
 
+_UNPARSED = re.compile(r'failed to parse "[^"]{0,80}" as \w+')
+
+
 def _storage_error(what: str, exc: Exception) -> StorageError:
     detail = secrets.redact(str(exc))  # an object store's answer can quote a key
     lowered = detail.lower()
     reason = next((text for key, text in _REASONS if key in lowered),
                   f"LanceDB raised {type(exc).__name__}")
+    parse = _UNPARSED.search(detail) if "config error" in lowered else None
+    if parse:  # the storage option's value LanceDB could not read
+        reason = f"{reason}: {parse.group(0)}"
     log.warning("%s failed: %s", what, detail)
     return StorageError(f"{what} failed: {reason}; the server's log on stderr has the details.",
                         detail=detail)
