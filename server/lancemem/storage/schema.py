@@ -153,6 +153,9 @@ def migrate(conn: Connection) -> None:
     _add_search_text(conn)
     _add_history_columns(conn)
     _add_expiration_date(conn)
+    # Columns are added through lancedb's handles: the next reads check for the
+    # new versions rather than keep a cached one for the read consistency bound.
+    conn.refresh()
 
 
 def _add_search_text(conn: Connection) -> None:
