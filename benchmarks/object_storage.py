@@ -45,7 +45,7 @@ from tests.processes import announced, child_env
 from benchmarks import speed
 from benchmarks.soak import WORDS
 from lancemem.memory.facade import Memory
-from lancemem.storage.schema import MEMORIES
+from lancemem.storage.schema import HISTORY, MEMORIES
 from lancemem.storage.store import Store
 
 SERVERS = (1, 2, 3)
@@ -110,6 +110,21 @@ class Tally:
 
     def __post_init__(self) -> None:
         self.ms: list[float] = []
+        self.ids: set[str] = set()  # of the memories the servers said they added
+
+    def took(self, result: Any) -> bool:
+        """Count one add_memory result; returns whether it was acknowledged."""
+        if result.is_error:
+            self.fail(result.content[0].text)
+            return False
+        self.acknowledged += 1
+        self.ids.update(r["id"] for r in (result.structured_content or {}).get("results", [])
+                        if r.get("event") == "ADD")
+        return True
+
+    def fail(self, error: str) -> None:
+        self.failed += 1
+        self.first_error = self.first_error or error[:300]
 
 
 async def adder(client: Client, name: str, deadline: float, tally: Tally) -> None:
@@ -122,15 +137,12 @@ async def adder(client: Client, name: str, deadline: float, tally: Tally) -> Non
         try:
             result = await client.call_tool("add_memory", {
                 "text": f"{name} fact {number}: {words}", "user_id": f"user-{number % 50}"})
-            error = result.content[0].text if result.is_error else ""
         except Exception as exc:  # a dropped connection counts as a failed add
-            error = repr(exc)
-        number += 1
-        if error:
-            tally.failed += 1
-            tally.first_error = tally.first_error or error[:300]
-        else:
-            tally.acknowledged += 1
+            tally.fail(repr(exc))
+            continue
+        finally:
+            number += 1
+        if tally.took(result):
             tally.ms.append((time.perf_counter() - started) * 1000)
 
 
@@ -142,9 +154,8 @@ async def feed(urls: list[str], clients: int, seconds: float) -> tuple[Tally, fl
         connected = [(await stack.enter_async_context(Client(url)), f"s{s}c{c}")
                      for s, url in enumerate(urls) for c in range(clients)]
         for client, name in connected[::clients]:
-            result = await client.call_tool("add_memory", {"text": f"{name} warm up",
-                                                           "user_id": "user-0"})
-            tally.acknowledged += not result.is_error
+            tally.took(await client.call_tool("add_memory", {"text": f"{name} warm up",
+                                                             "user_id": "user-0"}))
         started = time.perf_counter()
         async with anyio.create_task_group() as group:
             for client, name in connected:
@@ -153,28 +164,44 @@ async def feed(urls: list[str], clients: int, seconds: float) -> tuple[Tally, fl
 
 
 def throughput(backend: Backend, servers: int, args: argparse.Namespace,
-               work: Path) -> dict[str, Any]:
+               log_dir: Path) -> dict[str, Any]:
     """``servers`` streamable-http servers on one fresh store, fed for a fixed time."""
     db = backend.new_db()
     store = backend.store(db)
     Memory(store=store, embedder=speed.RandomVectors()).ensure_open()  # type: ignore[arg-type]
+    logs = [log_dir / f"{backend.name}-x{servers}-{n}.log" for n in range(servers)]
     with ExitStack() as stack:
-        urls = [stack.enter_context(http_server(
-            db, backend.env, work / f"{backend.name}-{servers}-{n}-{time.time_ns()}.log"))
-            for n in range(servers)]
+        urls = [stack.enter_context(http_server(db, backend.env, log)) for log in logs]
         tally, elapsed = anyio.run(feed, urls, args.clients, args.seconds)
-    counted = backend.store(db).count(MEMORIES)
-    timed = len(tally.ms)
+    final = backend.store(db)
+    counted = final.count(MEMORIES)
+    stored = set(final.arrow(MEMORIES, None, columns=["id"]).column("id").to_pylist())
+    recorded = set(final.arrow(HISTORY, None, columns=["memory_id"])
+                   .column("memory_id").to_pylist())
+    lost = sorted(tally.ids - stored)
+    if lost:  # a stale read, or gone? Look again from a new process's view, later
+        time.sleep(3)
+        again = set(backend.store(db).arrow(MEMORIES, None, columns=["id"])
+                    .column("id").to_pylist())
+        print(f"  LOST {len(lost)} acknowledged adds; 3 s later "
+              f"{len(set(lost) - again)} still missing: {lost[:5]}", file=sys.stderr)
+        lost_later = len(set(lost) - again)
+    else:
+        lost_later = 0
     out = {"servers": servers, "clients": servers * args.clients,
-           "seconds": round(elapsed, 1), "adds_per_s": round(timed / elapsed, 1),
+           "seconds": round(elapsed, 1), "adds_per_s": round(len(tally.ms) / elapsed, 1),
            "acknowledged": tally.acknowledged, "failed": tally.failed,
-           "counted": counted, "lost": tally.acknowledged - counted,
+           "counted": counted, "lost": len(lost), "lost_ids": lost[:10],
+           "lost_but_in_history": len(set(lost) & recorded),
+           "still_lost_3s_later": lost_later,
+           "unacknowledged_stored": len(stored - tally.ids),
+           "logs": [str(log) for log in logs],
            "add": speed.summary(tally.ms) if tally.ms else {}}
     if tally.first_error:
         out["first_error"] = tally.first_error
     print(f"  {backend.name} x{servers}: {out['adds_per_s']} adds/s, "
-          f"{tally.acknowledged} acknowledged, {counted} counted, {tally.failed} failed",
-          file=sys.stderr)
+          f"{tally.acknowledged} acknowledged, {counted} counted, {len(lost)} lost, "
+          f"{tally.failed} failed", file=sys.stderr)
     return out
 
 
@@ -184,6 +211,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                    f"Python {platform.python_version()}",
         "users": args.users, "searches_per_mode": args.searches, "adds": args.adds,
         "sizes": {}, "throughput": {}}
+    logs = Path(tempfile.mkdtemp(prefix="lancemem-objbench-logs-"))  # kept: failures
+    print(f"server logs in {logs}", file=sys.stderr)
     with tempfile.TemporaryDirectory(prefix="lancemem-objbench-") as tmp:
         work = Path(tmp)
         with seaweedfs(work / "weed") as s3, moto(work / "moto") as ddb:
@@ -196,7 +225,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     if b.name != "s3+ddb" or size <= args.ddb_max}
             print("throughput", file=sys.stderr)
             for b in chosen:
-                report["throughput"][b.name] = [throughput(b, n, args, work)
+                report["throughput"][b.name] = [throughput(b, n, args, logs)
                                                 for n in args.servers]
     return report
 
@@ -233,6 +262,7 @@ def throughput_table(results: dict[str, list[dict[str, Any]]]) -> list[str]:
         cells = [f"{r['adds_per_s']} ({r['acknowledged']} / {r['counted']}), "
                  f"{r['add'].get('p50_ms', '-')}"
                  + (f", {r['failed']} failed" if r["failed"] else "")
+                 + (f", **{r['lost']} lost**" if r["lost"] else "")
                  for r in (results[n][row] for n in names)]
         lines.append(f"| {results[names[0]][row]['servers']} | " + " | ".join(cells) + " |")
     return lines
@@ -251,7 +281,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true",
                         help="small sizes and short runs: a smoke run")
-    parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
+    parser.add_argument("--sizes", type=int, nargs="*", default=[10_000, 100_000],
+                        help="store sizes for latency (none: throughput only)")
     parser.add_argument("--users", type=int, default=1_000)
     parser.add_argument("--backends", nargs="+", default=["local", "s3", "s3+ddb"],
                         choices=["local", "s3", "s3+ddb"])
