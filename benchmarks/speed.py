@@ -23,7 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -57,10 +57,13 @@ class RandomVectors:
         return self.embed_documents([text])[0]
 
 
-def fill(db: str, memories: int, users: int) -> float:
-    """Write ``memories`` spread over ``users`` through the batch path; returns seconds."""
+def fill(db: str, memories: int, users: int, *,
+         storage_options: Mapping[str, str] | None = None) -> float:
+    """Write ``memories`` spread over ``users`` through the batch path; returns seconds.
+    ``storage_options`` are for a store on object storage (``s3://``)."""
     rng = random.Random(3)
-    memory = Memory(store=Store(db), embedder=RandomVectors())  # type: ignore[arg-type]
+    memory = Memory(store=Store(db, storage_options=storage_options),
+                    embedder=RandomVectors())  # type: ignore[arg-type]
     started = time.perf_counter()
     records = ({"text": sentence(rng, n), "user_id": f"user-{n % users}"}
                for n in range(memories))
@@ -79,10 +82,11 @@ def summary(values_ms: list[float]) -> dict[str, float]:
             "p95_ms": round(percentile(values_ms, 0.95), 2), "n": len(values_ms)}
 
 
-def server_params(db: str) -> StdioServerParameters:
+def server_params(db: str, env: Mapping[str, str] | None = None) -> StdioServerParameters:
+    """`lancemem serve` over stdio on ``db``, with ``env`` (this process's by default)."""
     return StdioServerParameters(command=sys.executable,
                                  args=["-m", "lancemem", "serve", "--db", db],
-                                 env=dict(os.environ))
+                                 env=dict(os.environ if env is None else env))
 
 
 def resident_mb(db: str) -> dict[str, float]:
@@ -130,19 +134,21 @@ class Baseline:
 
 
 async def through_server(db: str, users: int, searches: int, adds: int,
-                         baseline: Baseline) -> dict[str, Any]:
+                         baseline: Baseline | None,
+                         env: Mapping[str, str] | None = None) -> dict[str, Any]:
     """Searches in every mode, then single adds, over stdio; plus the server's peak RSS.
 
     Measurements that are compared are interleaved (the three modes per query,
     a baseline add before each server add), so load on this noisy machine
-    falls on both sides of each ratio alike.
+    falls on both sides of each ratio alike. Without ``baseline`` only the
+    server's adds are timed.
     """
     rng = random.Random(11)
     modes = ["hybrid", "vector", "keyword"]
     search_ms: dict[str, list[float]] = {mode: [] for mode in modes}
     add_ms: list[float] = []
     base_ms: list[float] = []
-    async with Client(server_params(db)) as client:
+    async with Client(server_params(db, env)) as client:
         await client.call_tool("search_memories", {"query": "warm up", "user_id": "user-0"})
         for number in range(searches):
             query = " ".join(rng.choice(WORDS) for _ in range(4))
@@ -152,21 +158,23 @@ async def through_server(db: str, users: int, searches: int, adds: int,
                     "query": query, "user_id": user, "mode": mode}))
         for number in range(adds):
             words = " ".join(rng.choice(WORDS) for _ in range(10))
-            base_ms.append(baseline.add(f"Baseline fact {number}: {words}"))
+            if baseline is not None:
+                base_ms.append(baseline.add(f"Baseline fact {number}: {words}"))
             add_ms.append(await timed(client, "add_memory", {
                 "text": f"Fresh fact {number}: {words}",
                 "user_id": f"user-{rng.randrange(users)}"}))
         out: dict[str, Any] = {f"search_{mode}": summary(v) for mode, v in search_ms.items()}
-        out.update(add=summary(add_ms), add_baseline=summary(base_ms),
-                   server_rss_mb=resident_mb(db))
+        out.update(add=summary(add_ms), server_rss_mb=resident_mb(db))
+        if base_ms:
+            out["add_baseline"] = summary(base_ms)
     return out
 
 
-def startup(db: str, runs: int) -> dict[str, float]:
+def startup(db: str, runs: int, env: Mapping[str, str] | None = None) -> dict[str, float]:
     """Process start to an answered tools/list over stdio (median of ``runs``)."""
     async def once() -> float:
         started = time.perf_counter()
-        async with Client(server_params(db)) as client:
+        async with Client(server_params(db, env)) as client:
             await client.list_tools()
             return time.perf_counter() - started
 

@@ -2,6 +2,7 @@
 
     make bench                      # installs both environments, then runs this
     python -m benchmarks.suite --memories 100000 --mem0-python .venv-mem0/bin/python
+    python -m benchmarks.suite --object-storage   # and local disk against S3 (issue 15)
 
 Writes every report to benchmarks/results/ and prints Markdown for BENCHMARKS.md.
 """
@@ -17,7 +18,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from benchmarks import locomo, speed
+from benchmarks import locomo, object_storage, speed
 from benchmarks.locomo_data import DEFAULT_DATA, markdown
 from lancemem.core.config import load_settings
 from lancemem.search.embeddings import assemble_bundled_model
@@ -75,6 +76,9 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--mem0-python", default=".venv-mem0/bin/python")
     parser.add_argument("--db", help="reuse a store filled by an earlier run")
+    parser.add_argument("--object-storage", action="store_true",
+                        help="also local disk against S3 (SeaweedFS) and s3+ddb (moto), "
+                             "benchmarks/object_storage.py; needs the [test] extra")
     args = parser.parse_args()
     if not args.data.is_file():
         sys.exit(f"no LoCoMo data at {args.data}; pass --data PATH (see ../shared/bench).")
@@ -86,6 +90,10 @@ def main() -> None:
         import_texts=2_000, data=args.data, db=args.db))
     (RESULTS / f"speed-{args.memories // 1000}k.json").write_text(json.dumps(fast, indent=2))
     print(speed.markdown(fast) + "\n")
+    if args.object_storage:
+        remote = object_storage.run(object_storage.parse([]))
+        (RESULTS / "object-storage.json").write_text(json.dumps(remote, indent=2))
+        print(object_storage.markdown(remote) + "\n")
     ours = locomo.run(args.data, list(locomo.MODES))
     (RESULTS / "locomo-dev.json").write_text(json.dumps(ours, indent=2))
     theirs = run_mem0(args.mem0_python, args.data)
