@@ -13,12 +13,13 @@ import logging
 import multiprocessing
 import time
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pytest
 
 from lancemem.core.config import load_settings
-from lancemem.core.errors import StorageError, ValidationError
+from lancemem.core.errors import ConflictError, StorageError, ValidationError
 from lancemem.core.object_storage import (
     RedactingFilter,
     describe,
@@ -28,7 +29,7 @@ from lancemem.core.object_storage import (
     storage_options,
 )
 from lancemem.storage.leases import KEYS, MAINTENANCE_LEASE, RELATIONS_LEASE, Leases
-from lancemem.storage.retries import _is_retryable, _storage_error
+from lancemem.storage.retries import _is_retryable, _storage_error, with_retries
 from lancemem.storage.store import Store
 
 AWS = {"AWS_ACCESS_KEY_ID": "AKIDEXAMPLE", "AWS_SECRET_ACCESS_KEY": "wJalr-secret-EXAMPLEKEY",
@@ -147,6 +148,51 @@ def test_reads_see_other_writers_within_the_bound_and_own_writes_at_once(tmp_pat
     assert reader.count("t") == 3
 
 
+
+class _CheckInterleaved:
+    """A table's cached dataset whose next version check lets other threads
+    run in the middle: it reads the newest version, then runs ``meanwhile``
+    (as if this thread were paused there), then answers."""
+
+    def __init__(self, dataset: Any, meanwhile: Any) -> None:
+        self._dataset, self._meanwhile = dataset, meanwhile
+
+    @property
+    def latest_version(self) -> int:
+        latest = self._dataset.latest_version
+        meanwhile, self._meanwhile = self._meanwhile, None
+        if meanwhile is not None:
+            meanwhile()
+        return latest
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._dataset, name)
+
+
+def test_a_check_that_began_before_an_own_commit_does_not_hide_it(tmp_path: Path) -> None:
+    """Thread B checks for a new version; before it stores what it found, thread
+    A commits and thread C checks again (seeing A's row). B's older snapshot
+    must not replace C's: A's write was acknowledged, and a server shows its
+    own writes at once, whatever the read consistency bound."""
+    schema = pa.schema([pa.field("id", pa.string())])
+    store = Store(str(tmp_path), read_consistency=30)
+    store.ensure_table("t", schema)
+    store.insert("t", [{"id": "before"}], schema)
+    assert store.count("t") == 1
+
+    real = store._datasets["t"]
+
+    def thread_a_commits_then_thread_c_reads() -> None:
+        store._datasets["t"] = real  # what the other threads find cached
+        store.insert("t", [{"id": "acknowledged"}], schema)
+        assert store.count("t") == 2
+
+    store._datasets["t"] = _CheckInterleaved(real, thread_a_commits_then_thread_c_reads)
+    store._checked.pop("t")  # B's check is due
+    assert store.count("t") == 1  # B answers from what it read before A's commit
+    assert store.count("t") == 2, "an acknowledged write of this process went unseen"
+
+
 def _take_turns(db: str, rounds: int) -> None:
     """Increment a counter under the relations lease, read-modify-write."""
     store = Store(db)
@@ -213,3 +259,17 @@ def test_a_storage_option_lancedb_cannot_read_is_named_with_what_to_do(
 def test_a_refused_access_key_names_the_session_token_too() -> None:
     error = _storage_error("opening", RuntimeError("<Code>InvalidAccessKeyId</Code>"))
     assert "AWS_ACCESS_KEY_ID" in str(error) and "AWS_SESSION_TOKEN" in str(error)
+
+
+def test_lances_own_commit_retries_running_out_is_a_conflict_not_retried_again() -> None:
+    calls = []
+
+    def busy() -> None:
+        calls.append(1)
+        raise OSError("Too many concurrent writers. Attempted 5 times, but failed on "
+                      "retry_timeout of 30.000 seconds., lance/src/io/commit.rs:128:5")
+
+    with pytest.raises(ConflictError) as caught:
+        with_retries(busy, what="writing to memories")
+    assert calls == [1]
+    assert caught.value.code == "STORAGE_002" and "try again" in str(caught.value)

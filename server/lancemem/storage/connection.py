@@ -9,6 +9,7 @@ scoping.py, storage_sql.py); this module only runs them.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import timedelta
@@ -61,6 +62,8 @@ class Connection:
         self._tables: dict[str, Any] = {}
         self._datasets: dict[str, Any] = {}
         self._checked: dict[str, float] = {}  # table -> monotonic time of its last version check
+        self._generation: dict[str, int] = {}  # table -> how many commits this process made
+        self._lock = threading.Lock()
         self._read_session: Any = None
 
     @property
@@ -114,7 +117,7 @@ class Connection:
         now = time.monotonic()
         if current is not None and now - self._checked.get(name, -1e9) < self.read_consistency:
             return current
-        self._checked[name] = now
+        generation = self._generation.get(name, 0)
         if current is None:
             import lance
 
@@ -127,7 +130,15 @@ class Connection:
             latest = current.latest_version
             if latest != current.version:
                 current = current.checkout_version(latest)
-        self._datasets[name] = current
+        with self._lock:
+            # A check that began before one of this process's commits may not
+            # have seen it: it answers its own read but is not kept (another
+            # thread's check after the commit may already be).
+            if self._generation.get(name, 0) == generation:
+                self._datasets[name] = current
+                self._checked[name] = now
+            else:
+                self._datasets.setdefault(name, current)
         return current
 
     def open_dataset(self, name: str, *, session: Any = None) -> Any:
@@ -333,11 +344,16 @@ class Connection:
 
     def _changed(self, name: str) -> None:
         """This process committed to ``name``: its next read checks for the new version."""
-        self._checked.pop(name, None)
+        with self._lock:
+            self._generation[name] = self._generation.get(name, 0) + 1
+            self._checked.pop(name, None)
 
     def refresh(self) -> None:
         """Make the next read of every table check for a newer version."""
-        self._checked.clear()
+        with self._lock:
+            for name in self._datasets:
+                self._generation[name] = self._generation.get(name, 0) + 1
+            self._checked.clear()
 
     def changed(self, name: str) -> None:
         """Tell the connection that ``name`` was written through another handle."""

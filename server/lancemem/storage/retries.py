@@ -28,6 +28,12 @@ def _is_retryable(exc: Exception) -> bool:
     return "retryable" in text or "conflict" in text or "please retry" in text
 
 
+def _gave_up(exc: Exception) -> bool:
+    """Lance's own commit retries ran out ("Too many concurrent writers.
+    Attempted 5 times, but failed on retry_timeout of 30.000 seconds")."""
+    return "too many concurrent writers" in str(exc).lower()
+
+
 def backoff(attempt: int) -> None:
     """Sleep before retry ``attempt`` (0-based): exponential, capped, with jitter."""
     time.sleep(min(2.0, 0.02 * 2**attempt) * (0.5 + random.random()))
@@ -45,6 +51,11 @@ def with_retries(action: Callable[[], T], *, what: str) -> T:
         except LanceMemError:
             raise
         except (RuntimeError, ValueError, OSError) as exc:
+            if _gave_up(exc):  # Lance retried the commit itself, for its 30 s
+                log.warning("%s gave up: %s", what, secrets.redact(str(exc)))
+                raise ConflictError(
+                    f"{what} kept conflicting with other writers (LanceDB retried it for "
+                    "30 s: the table is busy); try again in a moment.") from exc
             if not _is_retryable(exc):
                 raise _storage_error(what, exc) from exc
             if attempt == MAX_ATTEMPTS - 1:
