@@ -12,12 +12,19 @@ What is proven here, each on its own fresh store of the session's servers
   the acknowledged events, one text added through all three at once is stored
   once, and after a write is acknowledged by one server another sees it on
   its first read once the documented bound (1 s) has passed.
+- Crashes: a writer SIGKILLed at random moments on an ``s3://`` store leaves
+  a store that the next open repairs as on disk (tests/test_crash.py's
+  checks: every acknowledged write kept, at most the in-flight one half-done,
+  history and relations in agreement).
 """
 
 from __future__ import annotations
 
+import json
+import random
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
@@ -25,12 +32,32 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import httpx
 import pytest
 from mcp import Client
 
+from lancemem.core.config import load_settings
+from lancemem.mcp.server import build_server
+from lancemem.memory.facade import Memory
+from lancemem.memory.reindex import reindex
+from lancemem.storage.maintenance import unindexed_rows
+from lancemem.storage.relation_schema import ENTITIES, RELATIONS
+from lancemem.storage.store import MEMORIES, Store
 from tests.mcp_scenario import call, fails
 from tests.object_store import S3Server
 from tests.processes import announced, child_env
+from tests.test_auth_http import client_for
+from tests.test_crash import check_after_kill, open_after_crash, read_journal, run_until_killed
+from tests.test_isolation import (
+    HOSTILE_IDS,
+    SCOPE_ARGS,
+    VICTIM_TEXTS,
+    hostile_id_is_literal,
+    seed_victims,
+    star_is_literal,
+    stored,
+)
+from tests.test_mcp_transports import HEADERS, INITIALIZE
 
 pytestmark = pytest.mark.anyio
 READ_BOUND = 1.0  # LANCEMEM_READ_CONSISTENCY's default on object storage (README)
@@ -182,3 +209,153 @@ async def test_three_servers_on_one_store_lose_nothing(
                     group.start_soon(feed, number, client, clients[(number + 1) % SERVERS],
                                      user, acked[number])
             await check_everywhere(clients, user, acked, shared[0]["id"])
+
+
+# ---------------------------------------------------------------- crashes
+
+CRASH_KILLS = 3
+
+
+def test_a_server_killed_mid_write_on_s3_is_repaired_on_open(
+        tmp_path: Path, s3_server: S3Server, real_embedder: Any) -> None:
+    """tests/test_crash.py's worker and checks, on an s3:// store."""
+    uri, expected, relations, seen_ops = s3_server.new_uri(), {}, {}, set()
+    rng = random.Random(15)
+    acknowledged = 0
+    for kill in range(1, CRASH_KILLS + 1):
+        journal = tmp_path / f"journal-{kill}.jsonl"
+        run_until_killed(uri, journal, seed=kill, delay=rng.uniform(1.0, 3.0),
+                         env=s3_server.env())
+        acknowledged += len(read_journal(journal)[0])
+        memory = open_after_crash(uri, real_embedder,
+                                  storage_options=s3_server.storage_options())
+        with memory:
+            expected, relations = check_after_kill(journal, memory, expected, relations,
+                                                   seen_ops)
+    assert acknowledged > CRASH_KILLS and expected, (acknowledged, seen_ops)
+
+
+# ---------------------------------------------------------------- isolation
+
+async def test_the_isolation_checks_hold_on_s3(s3_server: S3Server, real_embedder: Any) -> None:
+    """tests/test_isolation.py's star and attack-id checks, one after another
+    on one s3:// store (each leaves the store as it found it)."""
+    uri = s3_server.new_uri()
+    options = s3_server.storage_options()
+    settings = load_settings({"db": uri}, environ={"HOME": "/nonexistent", **s3_server.env()})
+    assert settings.storage_options == options
+    memory = Memory(store=Store.from_settings(settings), embedder=real_embedder,
+                    defaults=settings.scope_defaults())
+    with anyio.fail_after(120):
+        async with Client(build_server(settings, memory=memory)) as client:
+            victims = await seed_victims(client)
+            for key in SCOPE_ARGS:
+                await star_is_literal(client, victims, key)
+            for hostile in HOSTILE_IDS:
+                await hostile_id_is_literal(client, hostile)
+    rows = stored(uri, options)
+    assert set(rows) == victims
+    assert {row["memory"] for row in rows.values()} == VICTIM_TEXTS
+
+
+# ---------------------------------------------------------------- capabilities
+
+def cli(s3: S3Server, *args: str, check: bool = True,
+        timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """Run ``lancemem ARGS`` with the AWS variables of ``s3``; with ``check``
+    it must exit 0."""
+    done = subprocess.run([sys.executable, "-m", "lancemem", *args], env=s3_env(s3),
+                          capture_output=True, text=True, timeout=timeout,
+                          stdin=subprocess.DEVNULL)
+    if check:
+        assert done.returncode == 0, (args, done.stdout, done.stderr)
+    return done
+
+
+@pytest.mark.parametrize("ddb", [False, True], ids=["s3", "s3+ddb"])
+def test_the_python_api_works_on_object_storage(
+        s3_server: S3Server, real_embedder: Any, ddb: bool) -> None:
+    """Scoping, filters, every search mode, history, relations and reindex
+    (right after reads, within the read bound) through Memory on S3."""
+    uri, options = s3_server.new_uri(ddb=ddb), s3_server.storage_options()
+    with Memory(store=Store(uri, storage_options=options), embedder=real_embedder) as memory:
+        def first(text: str, **scope: Any) -> str:
+            return memory.add(text, **scope)["results"][0]["id"]
+
+        pizza = first("I love pizza with olives", user_id="alice", metadata={"topic": "food"})
+        dog = first("My dog is called Rex", user_id="alice", agent_id="helper",
+                    metadata={"topic": "pets"})
+        first("Bob keeps the spare key under the blue pot", user_id="bob")
+        listed = memory.get_all(user_id="alice")["results"]
+        assert [item["id"] for item in listed] == [dog, pizza]
+        assert [item["id"] for item in memory.get_all(user_id="alice",
+                                                      agent_id="helper")["results"]] == [dog]
+        assert [item["id"] for item in memory.get_all(
+            user_id="alice", filters={"topic": {"in": ["pets"]}})["results"]] == [dog]
+        for mode in ("hybrid", "vector", "keyword"):
+            found = memory.search("pizza olives", user_id="alice", mode=mode)["results"]
+            assert found[0]["id"] == pizza, mode
+            assert "spare key" not in str(found)
+        memory.update(pizza, text="I love pizza with mushrooms", user_id="alice")
+        assert [(h["event"], h["new_memory"]) for h in memory.history(
+            pizza, user_id="alice")["results"]] == [("ADD", "I love pizza with olives"),
+                                                    ("UPDATE", "I love pizza with mushrooms")]
+        memory.add_relations([{"source": "Alice", "relationship": "works at",
+                               "target": "Acme"}], user_id="alice")
+        assert memory.search_relations("Alice works at", user_id="alice")["results"]
+        assert reindex(memory.store, real_embedder, batch_size=16) == 3
+    fresh = Store(uri, storage_options=options)
+    for table in (MEMORIES, ENTITIES, RELATIONS):  # the reindex embedded every row
+        assert fresh.count(table, "vector IS NULL") == 0, table
+    with Memory(store=fresh, embedder=real_embedder) as again:
+        assert again.search("mushrooms", user_id="alice")["results"][0]["id"] == pizza
+        assert again.search_relations("Alice works at", user_id="alice")["results"]
+
+
+def test_the_cli_optimizes_exports_and_imports_on_s3(s3_server: S3Server) -> None:
+    """``lancemem add / optimize / reindex / export / import`` with the AWS
+    variables: optimize leaves one fragment and nothing unindexed, an export
+    with history imports into another store as it was."""
+    source, target = s3_server.new_uri(ddb=True), s3_server.new_uri()
+    for number in range(3):
+        cli(s3_server, "add", f"fact number {number} about herons", "--db", source,
+            "--user-id", "alice")
+    cli(s3_server, "optimize", "--db", source)
+    store = Store(source, storage_options=s3_server.storage_options())
+    assert len(store.dataset(MEMORIES).get_fragments()) == 1
+    assert unindexed_rows(store.table(MEMORIES)) == 0
+    cli(s3_server, "reindex", "--db", source)
+    exported = cli(s3_server, "export", "--db", source, "--user-id", "alice",
+                   "--include-history").stdout
+    lines = [json.loads(line) for line in exported.splitlines()]
+    assert [line["type"] for line in lines].count("memory") == 3
+    path = Path(tempfile.mkdtemp()) / "alice.jsonl"
+    path.write_text(exported)
+    cli(s3_server, "import", str(path), "--db", target)
+    again = cli(s3_server, "export", "--db", target, "--user-id", "alice",
+                "--include-history").stdout
+    assert sorted(json.loads(line)["id"] for line in again.splitlines()) == sorted(
+        line["id"] for line in lines)
+    assert Store(target, storage_options=s3_server.storage_options()).count(
+        MEMORIES, "vector IS NULL") == 0
+
+
+async def test_tokens_on_s3_let_in_only_their_bearer(
+        tmp_path: Path, s3_server: S3Server) -> None:
+    """``lancemem token create`` on S3; ``serve --auth token`` on that store
+    accepts the token (bound to its user) and refuses a request without one."""
+    uri = s3_server.new_uri(ddb=True)
+    secret = cli(s3_server, "token", "create", "--user-id", "alice", "--label", "laptop",
+                 "--db", uri).stdout.strip()
+    assert secret.startswith("lmk_")
+    assert "laptop" in cli(s3_server, "token", "list", "--db", uri).stdout
+    with serving(tmp_path, s3_server, uri, "--auth", "token") as (url,), anyio.fail_after(60):
+        refused = httpx.post(url, json=INITIALIZE, headers=HEADERS, timeout=10)
+        assert refused.status_code == 401
+        async with client_for(url, secret) as client:
+            added = await call(client, "add_memory", text="alice's token works")
+            assert added["results"][0]["user_id"] == "alice"  # the token's id
+            await fails(client, "add_memory", "AUTH_002", text="as bob", user_id="bob")
+    rows = Store(uri, storage_options=s3_server.storage_options()).select(MEMORIES, None)
+    assert [(row["user_id"], row["memory"]) for row in rows] == [("alice",
+                                                                  "alice's token works")]
