@@ -16,6 +16,21 @@ What is proven here, each on its own fresh store of the session's servers
   a store that the next open repairs as on disk (tests/test_crash.py's
   checks: every acknowledged write kept, at most the in-flight one half-done,
   history and relations in agreement).
+- Isolation: tests/test_isolation.py's star-id and attack-id checks hold
+  through an MCP server whose store is on ``s3://``.
+- Capabilities: scoping, filters, every search mode, history, relations and
+  reindex through the Python API (both URI forms); ``lancemem optimize``
+  (one fragment, nothing unindexed), ``reindex``, ``export`` and ``import``;
+  tokens created by the CLI and ``serve --auth token`` accepting only them.
+- Maintenance: three ``lancemem optimize`` at once beside a writer fail no
+  write and all exit 0.
+- Start-up warning and secrets: ``serve`` warns, naming s3+ddb, only where
+  conditional writes are ignored; the secret key shows in no output of
+  ``serve`` or the CLI, errors included.
+
+tests/test_object_storage_config.py covers the settings and secret handling
+without a server, tests/test_commit_safety.py which URI forms keep racing
+commits, tests/test_stateless.py servers behind a balancer.
 """
 
 from __future__ import annotations
@@ -43,8 +58,9 @@ from lancemem.memory.reindex import reindex
 from lancemem.storage.maintenance import unindexed_rows
 from lancemem.storage.relation_schema import ENTITIES, RELATIONS
 from lancemem.storage.store import MEMORIES, Store
+from tests.invariants import check_store
 from tests.mcp_scenario import call, fails
-from tests.object_store import S3Server
+from tests.object_store import SECRET_KEY, S3Server, no_conditional_writes, seaweedfs
 from tests.processes import announced, child_env
 from tests.test_auth_http import client_for
 from tests.test_crash import check_after_kill, open_after_crash, read_journal, run_until_killed
@@ -359,3 +375,87 @@ async def test_tokens_on_s3_let_in_only_their_bearer(
     rows = Store(uri, storage_options=s3_server.storage_options()).select(MEMORIES, None)
     assert [(row["user_id"], row["memory"]) for row in rows] == [("alice",
                                                                   "alice's token works")]
+
+
+# ---------------------------------------------------------------- maintenance
+
+OPTIMIZERS = 3
+
+
+def test_optimizers_at_once_beside_a_writer_fail_no_write(
+        s3_server: S3Server, real_embedder: Any) -> None:
+    """Three ``lancemem optimize`` processes at once while this process adds:
+    every add succeeds, every optimize exits 0, every memory and its history
+    is there afterwards."""
+    uri, options = s3_server.new_uri(), s3_server.storage_options()
+    with Memory(store=Store(uri, storage_options=options), embedder=real_embedder) as memory:
+        added = [memory.add(f"seeded fact {n} about rivers", user_id="u")["results"][0]["id"]
+                 for n in range(10)]
+        optimizers = [subprocess.Popen(
+            [sys.executable, "-m", "lancemem", "optimize", "--db", uri], env=s3_env(s3_server),
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            for _ in range(OPTIMIZERS)]
+        while any(proc.poll() is None for proc in optimizers) and len(added) < 60:
+            added.append(memory.add(f"fact {len(added)} added while optimizing",
+                                    user_id="u")["results"][0]["id"])
+        outputs = [proc.communicate(timeout=120) for proc in optimizers]
+    assert [proc.returncode for proc in optimizers] == [0] * OPTIMIZERS, outputs
+    assert len(added) > 10, "no add ran beside the optimizers"
+    fresh = Store(uri, storage_options=options)
+    assert sorted(check_store(fresh)) == sorted(added)
+    assert len(fresh.dataset(MEMORIES).get_fragments()) < len(added)  # they compacted
+
+
+# ---------------------------------------------------------------- warnings and secrets
+
+async def serve_log(tmp_path: Path, s3: S3Server, uri: str) -> str:
+    """Start ``serve`` on ``uri``, make one call (so the store is open), and
+    return what it wrote on stderr."""
+    with serving(tmp_path, s3, uri) as (url,), anyio.fail_after(60):
+        async with Client(url, mode="legacy") as client:
+            await call(client, "add_memory", text="a first note", user_id="u")
+    return "\n".join(log.read_text() for log in tmp_path.glob("serve-*.log"))
+
+
+def fresh_dir(path: Path) -> Path:
+    """``path``, created."""
+    path.mkdir(parents=True)
+    return path
+
+
+async def test_serve_warns_only_where_conditional_writes_are_ignored(
+        tmp_path: Path, s3_server: S3Server) -> None:
+    """The start-up probe's warning names s3+ddb behind a server that drops
+    If-None-Match, and is absent on SeaweedFS itself; no secret in any log."""
+    safe = await serve_log(fresh_dir(tmp_path / "safe"), s3_server, s3_server.new_uri())
+    assert "conditional writes" not in safe and "serving" in safe
+    with seaweedfs(tmp_path / "open-s3", authenticated=False) as endpoint, \
+            no_conditional_writes(endpoint) as dropping:
+        unsafe_server = S3Server(dropping, authenticated=False)
+        unsafe = await serve_log(fresh_dir(tmp_path / "unsafe"), unsafe_server,
+                                 unsafe_server.new_uri())
+    warning = [line for line in unsafe.splitlines() if "ignores conditional writes" in line]
+    assert warning and "s3+ddb" in warning[0], unsafe
+    assert SECRET_KEY not in safe + unsafe
+
+
+def test_the_secret_key_appears_in_no_output_even_of_errors(s3_server: S3Server) -> None:
+    """CLI commands that work and ones that fail (no such bucket, a wrong
+    secret, an endpoint nobody listens on) never print the secret key."""
+    uri, wrong = s3_server.new_uri(ddb=True), "wrong-secret-never-printed"
+    worked = [cli(s3_server, "add", "a secretless note", "--db", uri, "--user-id", "u"),
+              cli(s3_server, "list", "--db", uri, "--user-id", "u", "--json"),
+              cli(s3_server, "optimize", "--db", uri)]
+    failed = [cli(s3_server, "list", "--db", "s3://no-such-bucket-here/p", "--user-id", "u",
+                  check=False)]
+    for variable, value in (("AWS_SECRET_ACCESS_KEY", wrong),
+                            ("AWS_ENDPOINT_URL_S3", "http://127.0.0.1:9")):
+        failed.append(subprocess.run(
+            [sys.executable, "-m", "lancemem", "list", "--db", s3_server.new_uri(),
+             "--user-id", "u"], env={**s3_env(s3_server), variable: value},
+            capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL))
+    for done in failed:
+        assert done.returncode != 0 and "STORAGE_" in done.stderr, (done.args, done.stderr)
+    for done in worked + failed:
+        assert SECRET_KEY not in done.stdout + done.stderr, done.args
+        assert wrong not in done.stdout + done.stderr, done.args
