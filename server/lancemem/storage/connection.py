@@ -9,6 +9,7 @@ scoping.py, storage_sql.py); this module only runs them.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import timedelta
@@ -62,6 +63,10 @@ class Connection:
         self._datasets: dict[str, Any] = {}
         self._checked: dict[str, float] = {}  # table -> monotonic time of its last version check
         self._read_session: Any = None
+        # One version check at a time: two threads checking at once could store
+        # the older answer last, under the newer one's time, so reads missed
+        # other servers' writes for up to another read_consistency.
+        self._checking = threading.RLock()
 
     @property
     def db(self) -> Any:
@@ -110,6 +115,10 @@ class Connection:
         once per ``read_consistency`` seconds, and after each commit of this
         process's.
         """
+        with self._checking:
+            return self._newest(name)
+
+    def _newest(self, name: str) -> Any:
         current = self._datasets.get(name)
         now = time.monotonic()
         if current is not None and now - self._checked.get(name, -1e9) < self.read_consistency:
