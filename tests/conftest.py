@@ -11,6 +11,7 @@ import pytest
 from lancemem.memory.facade import Memory
 from lancemem.search.embeddings import FastEmbedder
 from lancemem.storage.store import Store
+from tests.object_store import S3Server, moto, seaweedfs
 
 
 @pytest.fixture(autouse=True)
@@ -49,3 +50,13 @@ def memory(db_path: Path, real_embedder: FastEmbedder) -> Iterator[Memory]:
     """A Memory on real LanceDB in a temporary directory with the real model."""
     with Memory(store=Store(str(db_path)), embedder=real_embedder) as opened:
         yield opened
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    """A real S3 server (SeaweedFS, taking only the test key pair) and DynamoDB
+    (moto) on loopback, started once a session; each test takes its own store
+    with ``new_uri()``."""
+    root = tmp_path_factory.mktemp("object-store")
+    with seaweedfs(root / "seaweedfs") as endpoint, moto(root / "moto") as dynamodb:
+        yield S3Server(endpoint, dynamodb)

@@ -16,6 +16,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -34,9 +35,13 @@ KILLS = 12
 RelationState = tuple[str, tuple[str, str, str], bool]
 
 
-def run_until_killed(db: Path, journal: Path, seed: int, delay: float) -> None:
+def run_until_killed(db: Path | str, journal: Path, seed: int, delay: float, *,
+                     env: Mapping[str, str] | None = None) -> None:
+    """Start tests.crash_worker on ``db`` (with ``env`` added to the child's
+    environment) and SIGKILL it ``delay`` seconds after it is ready."""
     proc = subprocess.Popen([sys.executable, "-m", "tests.crash_worker", str(db), str(journal),
-                             str(seed)], cwd=ROOT, env=child_env(), stdout=subprocess.PIPE,
+                             str(seed)], cwd=ROOT, env={**child_env(), **(env or {})},
+                            stdout=subprocess.PIPE,
                             stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL, text=True)
     try:
         assert proc.stdout is not None
@@ -179,14 +184,16 @@ def verify_relations(expected: dict[str, RelationState], pending: dict[str, Any]
             assert relation_id_ in may_appear and valid, f"stray relation {triple}"
 
 
-def open_after_crash(db: Path, embedder: Any) -> Memory:
-    memory = Memory(store=Store(str(db)), embedder=embedder)
+def open_after_crash(db: Path | str, embedder: Any, *,
+                     storage_options: Mapping[str, str] | None = None) -> Memory:
+    """Open the store a killed worker left (finishing an interrupted reindex)."""
+    memory = Memory(store=Store(str(db), storage_options=storage_options), embedder=embedder)
     try:
         memory.ensure_open()
     except ModelMismatchError as exc:
         assert "interrupted" in str(exc)
-        reindex(Store(str(db)), embedder, batch_size=16)
-        memory = Memory(store=Store(str(db)), embedder=embedder)
+        reindex(Store(str(db), storage_options=storage_options), embedder, batch_size=16)
+        memory = Memory(store=Store(str(db), storage_options=storage_options), embedder=embedder)
         memory.ensure_open()
     return memory
 
@@ -207,6 +214,35 @@ def verify(expected: dict[str, tuple[str, str]], pending: dict[str, Any] | None,
             assert kind in ("add", "import") and text in pending["texts"], f"stray {text!r}"
 
 
+def check_after_kill(journal: Path, memory: Memory, expected: dict[str, tuple[str, str]],
+                     relations: dict[str, RelationState], seen_ops: set[str]
+                     ) -> tuple[dict[str, tuple[str, str]], dict[str, RelationState]]:
+    """Apply the journal's acknowledged writes to what was expected, check the
+    reopened store against it (rows, history, relations, vectors, searches)
+    and return what it now holds, for the next round."""
+    acked, pending = read_journal(journal)
+    for op in acked:
+        apply(expected, op)
+        apply_relations(relations, op, seen_ops)
+        seen_ops.add(op["op"])
+    rows = check_store(memory.store)
+    items = memory.get_all(user_id=USER, limit=1000)["results"]
+    actual = {i["id"]: (i["memory"], i.get("run_id", "")) for i in items}
+    assert set(actual) == set(rows)
+    verify(expected, pending, actual)
+    memory.search("added", user_id=USER, limit=3)
+    stored = check_relations(memory.store)
+    listed = memory.list_relations(user_id=USER, show_invalid=True, limit=1000)["results"]
+    now = {i["id"]: (i["run_id"], (i["source"], i["relationship"], i["target"]), i["valid"])
+           for i in listed}
+    assert set(now) == set(stored)
+    verify_relations(relations, pending, now)
+    for table in (RELATIONS, ENTITIES):  # reindex, finished on open, embedded them all
+        assert memory.store.count(table, "vector IS NULL") == 0, table
+    memory.search_relations("Alice works at", user_id=USER, limit=3)
+    return actual, now
+
+
 def test_sigkill_at_random_moments_loses_nothing_acknowledged(
     tmp_path: Path, real_embedder: Any
 ) -> None:
@@ -224,28 +260,7 @@ def test_sigkill_at_random_moments_loses_nothing_acknowledged(
         kill += 1
         journal = tmp_path / f"journal-{kill}.jsonl"
         run_until_killed(db, journal, seed=kill, delay=rng.uniform(0.05, 1.5))
-        acked, pending = read_journal(journal)
-        for op in acked:
-            apply(expected, op)
-            apply_relations(relations, op, seen_ops)
-            seen_ops.add(op["op"])
-        memory = open_after_crash(db, real_embedder)
-        rows = check_store(memory.store)
-        items = memory.get_all(user_id=USER, limit=1000)["results"]
-        actual = {i["id"]: (i["memory"], i.get("run_id", "")) for i in items}
-        assert set(actual) == set(rows)
-        verify(expected, pending, actual)
-        memory.search("added", user_id=USER, limit=3)
-        expected = actual
-        stored = check_relations(memory.store)
-        listed = memory.list_relations(user_id=USER, show_invalid=True, limit=1000)["results"]
-        now = {i["id"]: (i["run_id"], (i["source"], i["relationship"], i["target"]), i["valid"])
-               for i in listed}
-        assert set(now) == set(stored)
-        verify_relations(relations, pending, now)
-        for table in (RELATIONS, ENTITIES):  # reindex, finished on open, embedded them all
-            assert memory.store.count(table, "vector IS NULL") == 0, table
-        memory.search_relations("Alice works at", user_id=USER, limit=3)
-        relations = now
+        expected, relations = check_after_kill(journal, open_after_crash(db, real_embedder),
+                                               expected, relations, seen_ops)
     assert wanted <= seen_ops, seen_ops
     print(f"{kill} kills; seen: {sorted(seen_ops)}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from tests.test_mcp_transports import stdio_params
 
 pytestmark = pytest.mark.anyio
 SCOPE_ARGS = ("user_id", "agent_id", "run_id")
+HOSTILE_IDS = [h for h in ATTACK_IDS if h != "alice"]
 
 
 @pytest.fixture
@@ -26,10 +28,11 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-def stored(db: Path) -> dict[str, dict[str, Any]]:
+def stored(db: Path | str, storage_options: Mapping[str, str] | None = None
+           ) -> dict[str, dict[str, Any]]:
     """Every memory row, read from the store directly (not through the server)."""
-    rows = Store(str(db)).select(MEMORIES, None, columns=["id", "memory", *SCOPE_ARGS,
-                                                         "actor_id"])
+    rows = Store(str(db), storage_options=storage_options).select(
+        MEMORIES, None, columns=["id", "memory", *SCOPE_ARGS, "actor_id"])
     return {row["id"]: row for row in rows}
 
 
@@ -43,50 +46,65 @@ async def seed_victims(client: Client) -> set[str]:
     return ids
 
 
+async def star_is_literal(client: Client, victims: set[str], key: str) -> None:
+    """A ``*`` id in ``key`` reaches only the memory stored under the literal
+    id ``*``, in every tool; ``victims`` are never touched (the caller checks
+    the store). Leaves the store as it found it."""
+    star = (await call(client, "add_memory", text="star's own note", **{key: "*"}))
+    star_id = star["results"][0]["id"]
+    assert star["results"][0][key] == "*"
+    for scope in ({key: "*"}, {"filters": {key: "*"}}):
+        listed = await call(client, "list_memories", **scope)
+        assert [r["id"] for r in listed["results"]] == [star_id]
+        found = await call(client, "search_memories", query="bank PIN", limit=50, **scope)
+        assert [r["id"] for r in found["results"]] == [star_id]
+    for victim in victims:
+        for tool, extra in (("get_memory", {}), ("update_memory", {"text": "pwned"}),
+                            ("delete_memory", {}), ("memory_history", {})):
+            await fails(client, tool, "NOT_FOUND_001", memory_id=victim, **{key: "*"},
+                        **extra)
+    assert await call(client, "delete_all_memories", **{key: "*"}) == {
+        "deleted": 1, "relations_deleted": 0}
+    assert await call(client, "delete_all_memories", filters={key: "*"}) == {
+        "deleted": 0, "relations_deleted": 0}
+
+
+async def hostile_id_is_literal(client: Client, hostile: str) -> None:
+    """An attack id as user, agent and run reaches only its own memory, which
+    delete_all by that run removes (leaving the store as it found it)."""
+    own = await call(client, "add_memory", text="hostile note", user_id=hostile,
+                     agent_id=hostile, run_id=hostile)
+    own_id = own["results"][0]["id"]
+    for args in ({"user_id": hostile}, {"agent_id": hostile}, {"run_id": hostile},
+                 {"user_id": hostile, "filters": {"agent_id": hostile}}):
+        listed = await call(client, "list_memories", **args)
+        assert [r["id"] for r in listed["results"]] == [own_id], args
+    assert await call(client, "delete_all_memories", run_id=hostile) == {
+        "deleted": 1, "relations_deleted": 0}
+
+
+VICTIM_TEXTS = {"alice's bank PIN is 1234", "bob's bank PIN is 1234"}
+
+
 @pytest.mark.parametrize("key", SCOPE_ARGS)
 async def test_a_star_id_is_the_literal_id_star_in_every_tool(
     db_path: Path, real_embedder: Any, key: str
 ) -> None:
     async with Client(make_server(db_path, real_embedder)) as client:
         victims = await seed_victims(client)
-        star = (await call(client, "add_memory", text="star's own note", **{key: "*"}))
-        star_id = star["results"][0]["id"]
-        assert star["results"][0][key] == "*"
-        for scope in ({key: "*"}, {"filters": {key: "*"}}):
-            listed = await call(client, "list_memories", **scope)
-            assert [r["id"] for r in listed["results"]] == [star_id]
-            found = await call(client, "search_memories", query="bank PIN", limit=50, **scope)
-            assert [r["id"] for r in found["results"]] == [star_id]
-        for victim in victims:
-            for tool, extra in (("get_memory", {}), ("update_memory", {"text": "pwned"}),
-                                ("delete_memory", {}), ("memory_history", {})):
-                await fails(client, tool, "NOT_FOUND_001", memory_id=victim, **{key: "*"},
-                            **extra)
-        assert await call(client, "delete_all_memories", **{key: "*"}) == {
-            "deleted": 1, "relations_deleted": 0}
-        assert await call(client, "delete_all_memories", filters={key: "*"}) == {
-            "deleted": 0, "relations_deleted": 0}
+        await star_is_literal(client, victims, key)
     rows = stored(db_path)
     assert set(rows) == victims
-    assert {row["memory"] for row in rows.values()} == {"alice's bank PIN is 1234",
-                                                        "bob's bank PIN is 1234"}
+    assert {row["memory"] for row in rows.values()} == VICTIM_TEXTS
 
 
-@pytest.mark.parametrize("hostile", [h for h in ATTACK_IDS if h != "alice"])
+@pytest.mark.parametrize("hostile", HOSTILE_IDS)
 async def test_attack_ids_reach_only_their_own_literal_scope(
     db_path: Path, real_embedder: Any, hostile: str
 ) -> None:
     async with Client(make_server(db_path, real_embedder)) as client:
         victims = await seed_victims(client)
-        own = await call(client, "add_memory", text="hostile note", user_id=hostile,
-                         agent_id=hostile, run_id=hostile)
-        own_id = own["results"][0]["id"]
-        for args in ({"user_id": hostile}, {"agent_id": hostile}, {"run_id": hostile},
-                     {"user_id": hostile, "filters": {"agent_id": hostile}}):
-            listed = await call(client, "list_memories", **args)
-            assert [r["id"] for r in listed["results"]] == [own_id], args
-        assert await call(client, "delete_all_memories", run_id=hostile) == {
-            "deleted": 1, "relations_deleted": 0}
+        await hostile_id_is_literal(client, hostile)
     assert set(stored(db_path)) == victims
 
 

@@ -19,6 +19,10 @@ def replace_vector_column(conn: Connection, name: str, dim: int) -> None:
     if "vector" in table.schema.names:
         with_retries(lambda: table.drop_columns(["vector"]), what=f"dropping {name} vectors")
     with_retries(lambda: table.add_columns(vector_field(dim)), what=f"adding {name} vectors")
+    # Committed through lancedb's handle: without this, reads within the read
+    # consistency bound (1 s on object storage) keep the old version, find no
+    # row without a vector, and reindex ends leaving the new column empty.
+    conn.changed(name)
 
 
 def set_vectors(conn: Connection, name: str, dim: int | None,
