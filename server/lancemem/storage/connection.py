@@ -65,10 +65,6 @@ class Connection:
         self._generation: dict[str, int] = {}  # table -> how many commits this process made
         self._lock = threading.Lock()
         self._read_session: Any = None
-        # One version check at a time: two threads checking at once could store
-        # the older answer last, under the newer one's time, so reads missed
-        # other servers' writes for up to another read_consistency.
-        self._checking = threading.RLock()
 
     @property
     def db(self) -> Any:
@@ -117,10 +113,6 @@ class Connection:
         once per ``read_consistency`` seconds, and after each commit of this
         process's.
         """
-        with self._checking:
-            return self._newest(name)
-
-    def _newest(self, name: str) -> Any:
         current = self._datasets.get(name)
         now = time.monotonic()
         if current is not None and now - self._checked.get(name, -1e9) < self.read_consistency:
