@@ -63,6 +63,7 @@ class Connection:
         self._datasets: dict[str, Any] = {}
         self._checked: dict[str, float] = {}  # table -> monotonic time of its last version check
         self._generation: dict[str, int] = {}  # table -> how many commits this process made
+        self._epoch = 0  # how many times every table was marked changed (refresh)
         self._lock = threading.Lock()
         self._read_session: Any = None
 
@@ -117,7 +118,7 @@ class Connection:
         now = time.monotonic()
         if current is not None and now - self._checked.get(name, -1e9) < self.read_consistency:
             return current
-        generation = self._generation.get(name, 0)
+        generation = self._generation.get(name, 0), self._epoch
         if current is None:
             import lance
 
@@ -134,7 +135,7 @@ class Connection:
             # A check that began before one of this process's commits may not
             # have seen it: it answers its own read but is not kept (another
             # thread's check after the commit may already be).
-            if self._generation.get(name, 0) == generation:
+            if (self._generation.get(name, 0), self._epoch) == generation:
                 self._datasets[name] = current
                 self._checked[name] = now
             else:
@@ -351,8 +352,7 @@ class Connection:
     def refresh(self) -> None:
         """Make the next read of every table check for a newer version."""
         with self._lock:
-            for name in self._datasets:
-                self._generation[name] = self._generation.get(name, 0) + 1
+            self._epoch += 1
             self._checked.clear()
 
     def changed(self, name: str) -> None:
