@@ -60,7 +60,13 @@ from lancemem.storage.relation_schema import ENTITIES, RELATIONS
 from lancemem.storage.store import MEMORIES, Store
 from tests.invariants import check_store
 from tests.mcp_scenario import call, fails
-from tests.object_store import SECRET_KEY, S3Server, no_conditional_writes, seaweedfs
+from tests.object_store import (
+    SECRET_KEY,
+    S3Server,
+    ensure_commit_table,
+    no_conditional_writes,
+    seaweedfs,
+)
 from tests.processes import announced, child_env
 from tests.test_auth_http import client_for
 from tests.test_crash import check_after_kill, open_after_crash, read_journal, run_until_killed
@@ -479,3 +485,42 @@ def test_the_secret_key_appears_in_no_output_even_of_errors(s3_server: S3Server)
     for done in [worked, *failed]:
         assert SECRET_KEY not in done.stdout + done.stderr, done.args
         assert wrong not in done.stdout + done.stderr, done.args
+
+
+def test_an_s3_ddb_store_is_refused_through_another_commit_form(s3_server: S3Server) -> None:
+    """A store opened as ``s3+ddb://`` records its DynamoDB table; opening the
+    same prefix as ``s3://`` (whose commits DynamoDB never sees) or with
+    another table is refused before anything is written, naming the URI to
+    use. A store used as ``s3://`` first may move to ``s3+ddb://``."""
+    from lancemem.core.errors import ValidationError
+    from tests.embedders import HashEmbedder
+
+    options = s3_server.storage_options()
+    ddb_uri = s3_server.new_uri(ddb=True)
+    plain_uri = "s3://" + ddb_uri.removeprefix("s3+ddb://").split("?")[0]
+    with Memory(store=Store(ddb_uri, storage_options=options),
+                embedder=HashEmbedder()) as memory:
+        memory.add("kept through DynamoDB", user_id="alice")
+    ensure_commit_table(s3_server.client("dynamodb"), "lancemem-other-commits")
+    other_table = ddb_uri.split("?")[0] + "?ddbTableName=lancemem-other-commits"
+    for wrong in (plain_uri, other_table):
+        store = Store(wrong, storage_options=options)
+        with pytest.raises(ValidationError) as refused:
+            Memory(store=store, embedder=HashEmbedder()).ensure_open()
+        assert ddb_uri in str(refused.value), str(refused.value)
+    versions = Store(ddb_uri, storage_options=options, read_consistency=0)
+    assert [r["memory"] for r in Memory(store=versions, embedder=HashEmbedder()).get_all(
+        user_id="alice")["results"]] == ["kept through DynamoDB"]
+
+    moved = s3_server.new_uri(ddb=True)
+    first_plain = "s3://" + moved.removeprefix("s3+ddb://").split("?")[0]
+    with Memory(store=Store(first_plain, storage_options=options),
+                embedder=HashEmbedder()) as memory:
+        memory.add("written before the move", user_id="bob")
+    with Memory(store=Store(moved, storage_options=options),
+                embedder=HashEmbedder()) as memory:
+        assert len(memory.get_all(user_id="bob")["results"]) == 1
+        memory.add("written after the move", user_id="bob")
+    with pytest.raises(ValidationError):
+        Memory(store=Store(first_plain, storage_options=options),
+               embedder=HashEmbedder()).ensure_open()

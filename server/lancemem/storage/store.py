@@ -20,6 +20,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from .commit_probe import unsafe_for_writers
+from .commit_store import record_commit_store, refuse_another_commit_form
 from .connection import Connection
 from .leases import LEASES, Leases
 from .maintenance import (
@@ -100,10 +101,12 @@ class Store(Connection):
 
     def open(self, *, model_name: str, dim: int, check_model: bool = True) -> None:
         """Create the tables if needed and check the store's embedding model."""
+        refuse_another_commit_form(self.uri, self.storage_options)  # before any write
         self.create_missing({MEMORIES: memories_schema(dim), HISTORY: history_schema(),
                              META: meta_schema(), ENTITIES: entities_schema(dim),
                              RELATIONS: relations_schema(dim),
                              RELATION_HISTORY: relation_history_schema()})
+        record_commit_store(self.meta_table, self.uri)
         migrate(self)  # an older schema brought up to date
         ensure_indexes(self)
         if self.leases is not None:
