@@ -20,6 +20,7 @@ from urllib.parse import parse_qs, urlsplit
 from ..core.errors import ValidationError
 from ..core.object_storage import describe
 from .meta import MetaTable
+from .retries import with_retries
 from .schema import META
 
 log = logging.getLogger(__name__)
@@ -46,14 +47,17 @@ def _recorded(uri: str, storage_options: Mapping[str, str]) -> str | None:
     reading commits nothing); None for a new store."""
     import lance
 
-    try:
-        rows = lance.dataset(f"{_plain(uri)}/{META}.lance",
-                             storage_options=dict(storage_options) or None).to_table(
-            filter=f"key = '{COMMIT_STORE}'").to_pylist()
-    except (ValueError, OSError, RuntimeError) as exc:
-        if "not found" in str(exc).lower():
-            return None  # a new store (or one without a meta table yet)
-        raise
+    def read() -> list[dict[str, str | None]]:
+        try:
+            dataset = lance.dataset(f"{_plain(uri)}/{META}.lance",
+                                    storage_options=dict(storage_options) or None)
+        except ValueError as exc:  # Lance: "Dataset at path ... was not found"
+            if "was not found" in str(exc).lower():
+                return []  # a new store (or one without a meta table yet)
+            raise
+        return dataset.to_table(filter=f"key = '{COMMIT_STORE}'").to_pylist()
+
+    rows = with_retries(read, what=f"opening the database at {describe(uri)}")
     return next((row["value"] for row in rows if row["value"]), None)
 
 
