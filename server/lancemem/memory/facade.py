@@ -211,8 +211,9 @@ class Memory:
 
         ``mode`` ranks by meaning (``vector``), by shared words (``keyword``,
         BM25) or by both fused (``hybrid``); None uses the configured default.
-        In every mode the score is the cosine similarity to the query (higher
-        is closer) and ``threshold`` drops results scoring below it. The search
+        In every mode results are ordered by ``score``, a relevance from 0 to
+        1 (search/retrieval.py says how each mode computes it), and
+        ``threshold`` drops results scoring below it. The search
         is exact within the scope. Expired memories are left out unless
         ``show_expired``. ``relations`` beside ``results`` holds the
         scope's relations touching entities that the query or the returned

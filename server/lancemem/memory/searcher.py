@@ -10,7 +10,7 @@ from ..core.errors import NotFoundError, ValidationError
 from ..core.messages import check_limit, check_text, check_threshold
 from ..core.paging import decode_cursor, page_of
 from ..core.scoping import Scope, scope_where, validate_id
-from ..search.retrieval import CANDIDATES, cosine_scores, fuse, top_cosine
+from ..search.retrieval import CANDIDATES, KEYWORD_SHARE, cosine_scores, fuse, top_cosine
 from ..storage import history as hist
 from ..storage.snapshot import Ranked, Snapshot
 from .context import Context, live_at
@@ -27,8 +27,9 @@ class Searcher:
     def search(self, query: str, *, ids: Mapping[str, Any], actor_id: Any, filters: Any,
                limit: int, threshold: float | None, mode: str | None,
                default_mode: str, show_expired: bool = False) -> dict[str, Any]:
-        """Memory.search: exact within the scope, ranked as ``mode`` says;
-        expired memories only with ``show_expired``.
+        """Memory.search: exact within the scope, ordered by the score of
+        ``mode`` (search/retrieval.py), ``threshold`` a least score; expired
+        memories only with ``show_expired``.
 
         The scope's vectors and the keyword hits are read while the query is
         embedded (neither needs its vector); the few rows returned are read
@@ -47,19 +48,20 @@ class Searcher:
         keyword = None if chosen == "vector" else run_soon(snapshot.keyword, text, where,
                                                             limit=depth)
         vector = self._ctx.embedder.embed_query(text)
-        by_meaning, scores = Ranked([]), {}
+        by_meaning, cosines = Ranked([]), {}
         if scope is not None:
-            by_meaning, scores = _rank_by_meaning(snapshot, scope.result(), vector, where, depth)
-        by_words = Ranked([]) if keyword is None else keyword.result()
-        ranked = fuse(by_words.row_ids, by_meaning.row_ids)[:limit]
-        unscored = any(row_id not in scores for row_id in ranked)
-        found = snapshot.records(ranked, with_vectors=unscored)
-        if unscored:
-            scores.update(zip(ranked, cosine_scores([record.vector for _, record in found],
-                                                    vector), strict=True))
-        items = [record.to_item(score=scores[row_id]) for row_id, record in found]
+            by_meaning, cosines = _rank_by_meaning(snapshot, scope.result(), vector, where, depth)
+        by_words = Ranked([], []) if keyword is None else keyword.result()
+        if chosen == "hybrid":
+            _add_cosines(snapshot, by_words.row_ids, vector, cosines)
+        ranked = fuse(list(zip(by_words.row_ids, by_words.scores or [], strict=True)), cosines,
+                      by_meaning.row_ids, keyword_share=KEYWORD_SHARE[chosen])
         if minimum is not None:
-            items = [item for item in items if item["score"] >= minimum]
+            ranked = [(row_id, score) for row_id, score in ranked if score >= minimum]
+        ranked = ranked[:limit]
+        score_of = dict(ranked)
+        items = [record.to_item(score=score_of[row_id])
+                 for row_id, record in snapshot.records([row_id for row_id, _ in ranked])]
         relations = self._relations.beside(text, vector, scope_where(call.scope.without_actor()),
                                            [item["memory"] for item in items], limit)
         return {"results": items, "relations": relations}
@@ -115,3 +117,13 @@ def _rank_by_meaning(snapshot: Snapshot, flat: tuple[list[int], Any] | None,
     row_ids, matrix = flat
     best, scores = top_cosine(matrix, vector, depth)
     return Ranked([row_ids[i] for i in best]), dict(zip(row_ids, scores, strict=True))
+
+
+def _add_cosines(snapshot: Snapshot, row_ids: list[int], vector: list[float],
+                 cosines: dict[int, float]) -> None:
+    """Fill in the cosine of the keyword hits the meaning ranking did not score
+    (only when a scope was too large to read whole)."""
+    missing = [row_id for row_id in row_ids if row_id not in cosines]
+    if missing:
+        cosines.update(zip(missing, cosine_scores(snapshot.vectors_at(missing), vector),
+                           strict=True))

@@ -35,7 +35,8 @@ FLAT_ROWS = 20_000  # a scope's vectors read into memory at most (30 MB at 384 d
 @dataclass(frozen=True)
 class Ranked:
     """One ranking's candidates, best first: row ids within the snapshot and
-    (where already known) their cosine similarity to the query."""
+    (where known) their scores: cosine similarity for the meaning ranking,
+    BM25 for the keyword ranking."""
 
     row_ids: list[int]
     scores: list[float] | None = None
@@ -91,7 +92,8 @@ class Snapshot:
         return Ranked(_row_ids(found), [1.0 - d for d in found.column("_distance").to_pylist()])
 
     def keyword(self, text: str, where: str, *, limit: int) -> Ranked:
-        """BM25 top-``limit`` for ``text`` among rows matching ``where``."""
+        """BM25 top-``limit`` for ``text`` among rows matching ``where``, with
+        their BM25 scores."""
         def run() -> Any:
             return self._ds.to_table(
                 columns=["_score"], filter=self._where(where), prefilter=True,
@@ -99,7 +101,8 @@ class Snapshot:
                 full_text_query={"query": text, "columns": [SEARCH_TEXT]}, limit=limit,
                 disable_scoring_autoprojection=True)
 
-        return Ranked(_row_ids(with_retries(run, what="searching memories by keyword")))
+        found = with_retries(run, what="searching memories by keyword")
+        return Ranked(_row_ids(found), found.column("_score").to_pylist())
 
     def rows(self, row_ids: Sequence[int], columns: Iterable[str]) -> list[dict[str, Any]]:
         """The rows with these row ids, in the order given (``_rowid`` included)."""
