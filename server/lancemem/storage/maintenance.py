@@ -29,6 +29,7 @@ from .relation_schema import (
 )
 from .retries import unless_done_elsewhere, with_retries
 from .schema import HISTORY, INDEXED_COLUMNS, MEMORIES, SEARCH_TEXT
+from .vector_index import VectorIndexRule, build_vector_index
 
 if TYPE_CHECKING:
     from .connection import Connection
@@ -112,6 +113,7 @@ class Maintenance:
         self._commits = 0
         self._compacting = threading.Lock()
         self._compactor: threading.Thread | None = None
+        self._vector_index = VectorIndexRule()
 
     def committed(self) -> None:
         """Count a commit; every few, check in the background whether to compact."""
@@ -166,6 +168,8 @@ class Maintenance:
             if force or unindexed_rows(table) >= INDEX_AFTER_ROWS:
                 with_retries(lambda n=name: self._conn.open_dataset(n).optimize.optimize_indices(),
                              what=f"indexing {name}")
+            if name == MEMORIES and self._vector_index.due(self._conn, force=force):
+                build_vector_index(self._conn)  # a scope grew too large to read whole
             with_retries(lambda n=name: self._conn.open_dataset(n).cleanup_old_versions(
                 older_than=keep_versions_for), what=f"cleaning up {name}")
             ran = True

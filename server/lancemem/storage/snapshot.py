@@ -24,12 +24,13 @@ from ..core.records import MemoryRecord
 from . import sql
 from .retries import with_retries
 from .schema import SEARCH_TEXT, item_columns
+from .vector_index import LARGE_SCOPE, nearest_options
 
 if TYPE_CHECKING:
     import numpy as np
     import pyarrow as pa
 
-FLAT_ROWS = 20_000  # a scope's vectors read into memory at most (30 MB at 384 dims)
+FLAT_ROWS = LARGE_SCOPE  # a scope's vectors read into memory at most (30 MB at 384 dims)
 
 
 @dataclass(frozen=True)
@@ -79,13 +80,14 @@ class Snapshot:
             what="reading rows")
 
     def nearest(self, vector: np.ndarray, where: str, *, limit: int) -> Ranked:
-        """Exact cosine top-``limit`` among rows matching ``where`` (Lance's own scan)."""
+        """Cosine top-``limit`` among rows matching ``where``: Lance's exact scan,
+        or its vector index once maintenance built one (vector_index.py)."""
         def run() -> Any:
             return self._ds.to_table(
                 columns=["_distance"], filter=self._where(where), prefilter=True,
                 with_row_id=True,
                 nearest={"column": "vector", "q": vector, "k": limit, "metric": "cosine",
-                         "use_index": False},
+                         **nearest_options()},
                 disable_scoring_autoprojection=True)
 
         found = with_retries(run, what="searching memories")
