@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from lancemem.memory.facade import Memory
+from lancemem.memory.reindex import reindex
 from lancemem.storage import snapshot, vector_index
 from lancemem.storage.schema import MEMORIES
 from lancemem.storage.store import Store
@@ -30,7 +31,8 @@ class ClusteredVectors:
     def vector(self, text: str) -> np.ndarray:
         seed = int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little")
         noise = np.random.default_rng(seed).standard_normal(DIM).astype(np.float32)
-        centre = self._centres[int(text.split()[0][1:]) % 40]
+        first = text.split()[0]
+        centre = self._centres[int(first[1:]) % 40 if first[1:].isdigit() else seed % 40]
         v = centre + 0.7 * noise
         return v / np.linalg.norm(v)
 
@@ -111,3 +113,29 @@ def test_no_index_while_every_scope_is_small(tmp_path: Path,
                         for n in range(2_000))  # 2,000 rows, 200 per scope
         memory.store.optimize()
         assert not vector_index.has_vector_index(memory.store.table(MEMORIES))
+
+
+class OtherModel(ClusteredVectors):
+    """Another model of another size: a reindex replaces every vector."""
+
+    model_name = "test/clustered-48"
+    dim = 48
+
+    def vector(self, text: str) -> np.ndarray:
+        return super().vector(text)[:48] / np.linalg.norm(super().vector(text)[:48])
+
+
+def test_a_reindex_drops_the_old_index_and_maintenance_builds_a_new_one(big: Memory) -> None:
+    big.store.optimize()
+    assert vector_index.has_vector_index(big.store.table(MEMORIES))
+    big.close()
+    store = Store(big.store.uri, auto_compact=False)
+    assert reindex(store, OtherModel()) == 3_300  # type: ignore[arg-type]
+    store.optimize()
+    assert vector_index.has_vector_index(store.table(MEMORIES))
+    with Memory(store=store, embedder=OtherModel()) as again:  # type: ignore[arg-type]
+        texts = [f"c{n % 40} note {n}" for n in range(3_000)]
+        query = "c5 query 35"
+        found = again.search(query, user_id="big", mode="vector", limit=10)["results"]
+        wanted = exact_top(OtherModel(), texts, query, 10)
+        assert len({item["memory"] for item in found} & set(wanted)) >= 9
