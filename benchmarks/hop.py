@@ -37,6 +37,7 @@ from mcp import Client, StdioServerParameters
 from lancemem.core.config import load_settings
 from lancemem.core.errors import NotFoundError
 from lancemem.memory.facade import Memory
+from lancemem.serving.serve import EMBEDDING_THREADS
 
 MISSING = "00000000-0000-4000-8000-000000000000"
 SEEDS = ["Alice likes green tea.", "Alice lives in Lisbon.", "Alice's dog is called Rex.",
@@ -129,7 +130,9 @@ async def one_transport(db: str, transport: str, rounds: int) -> dict[str, Any]:
                                        ["trivial", *CALLS, *(f"{n}_in_process" for n in CALLS)]}
     async with connect(["-m", "benchmarks.trivial_server"], transport) as trivial, \
             connect(serve, transport) as lancemem:
-        memory = Memory.from_settings(load_settings({"db": db}))
+        # The server's own thread count for the model, so the in-process work is the same.
+        memory = Memory.from_settings(load_settings({"db": db}),
+                                      embedding_threads=EMBEDDING_THREADS)
         local = in_process(memory)
         steps: list[Callable[[], Any]] = [
             lambda: timed(trivial, "constant", {}, False),
