@@ -66,3 +66,26 @@ def test_spacy_alias_is_a_package_that_loads_the_source(
 def test_spacy_alias_needs_the_real_model(tmp_path: Path) -> None:
     with pytest.raises(RuntimeError, match="not_a_model_pkg is not installed"):
         mem0_models.spacy_alias(tmp_path, source="not_a_model_pkg", name="x_alias")
+
+
+def report(import_per_s: float, add_ms: float, search_ms: float, name: str, r10: float
+           ) -> dict[str, object]:
+    metrics = {"r5": r10 / 2, "r10": r10, "hit10": r10, "mrr": r10, "n": 4}
+    return {"import_per_s": import_per_s, "add_p50_ms": add_ms,
+            "search_p50_ms": {name: search_ms},
+            "results": {name: {"temporal": metrics, "all": metrics}}}
+
+
+def test_side_by_side_puts_each_engine_in_its_column_with_honest_ratios() -> None:
+    from benchmarks.suite import side_by_side
+
+    table = side_by_side(report(40, 80, 50, "hybrid", 0.6), report(20, 40, 100, "mem0", 0.3),
+                         report(25, 45, 90, "mem0", 0.2)).splitlines()
+    assert table[0] == ("| measurement | lancemem hybrid | mem0 hybrid | mem0 vector only "
+                        "| lancemem advantage over mem0 hybrid |")
+    rows = {line.split(" | ")[0].lstrip("| "): line for line in table[2:]}
+    assert rows["LoCoMo import (memories/s)"].endswith("| 40 | 20 | 25 | 2.00x |")
+    assert rows["single add p50 (ms)"].endswith("| 80 | 40 | 45 | 0.50x |")  # slower: below 1
+    assert rows["search p50 (ms)"].endswith("| 50 | 100 | 90 | 2.00x |")
+    assert rows["R@10 temporal (4)"].endswith("| 0.6 | 0.3 | 0.2 | 2.00x |")
+    assert rows["R@5 all (4)"].endswith("| 0.3 | 0.15 | 0.1 | 2.00x |")
