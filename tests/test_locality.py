@@ -254,5 +254,7 @@ def test_the_large_tier_merges_in_scope_order(tmp_path: Path,
         keys = [tuple("~" if v is None else v for v in key) for key in
                 zip(*(table.column(c).to_pylist() for c in locality.SCOPE_ORDER), strict=True)]
         assert keys == sorted(keys), fragment.fragment_id
+    for index in dataset.list_indices():  # the sort indexes what it wrote at once
+        assert {f.fragment_id for f in merged} <= set(index["fragment_ids"]), index["name"]
     assert memory.store.count(MEMORIES) == 200
     check_store(memory.store)
