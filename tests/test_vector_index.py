@@ -139,3 +139,25 @@ def test_a_reindex_drops_the_old_index_and_maintenance_builds_a_new_one(big: Mem
         found = again.search(query, user_id="big", mode="vector", limit=10)["results"]
         wanted = exact_top(OtherModel(), texts, query, 10)
         assert len({item["memory"] for item in found} & set(wanted)) >= 9
+
+
+def test_a_scope_found_large_is_not_read_whole_again(big: Memory,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Finding out a scope is too large reads FLAT_ROWS vectors; the next
+    search of it goes to Lance at once (and ranks the same)."""
+    reads: list[str] = []
+    original = snapshot.Snapshot.scope_vectors
+
+    def counted(self: snapshot.Snapshot, where: str) -> object:
+        reads.append(where)
+        return original(self, where)
+
+    monkeypatch.setattr(snapshot.Snapshot, "scope_vectors", counted)
+    first = big.search("c4 probe", user_id="big", mode="vector")["results"]
+    again = big.search("c4 probe", user_id="big", mode="hybrid")["results"]
+    assert len(reads) == 1
+    assert big.search("c4 probe", user_id="big", mode="vector")["results"] == first
+    assert again and all(item["user_id"] == "big" for item in again)
+    big.search("c4 probe", user_id="small", mode="vector")
+    big.search("c4 probe", user_id="small", mode="vector")
+    assert len(reads) == 3  # a small scope is read whole every time

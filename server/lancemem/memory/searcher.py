@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping
 from typing import Any
 
@@ -16,6 +17,8 @@ from ..storage.snapshot import Ranked, Snapshot
 from .context import Context, live_at
 from .relations import Relations
 
+LARGE_SCOPES_KEPT = 1_024
+
 
 class Searcher:
     """Every read of one Memory; its public methods are Memory's."""
@@ -23,6 +26,11 @@ class Searcher:
     def __init__(self, context: Context, relations: Relations) -> None:
         self._ctx = context
         self._relations = relations
+        # Where clauses of scopes found too large to read whole: searched by
+        # Lance at once next time, instead of reading FLAT_ROWS vectors first
+        # to find out again (a scope that shrank is still ranked correctly).
+        self._large: dict[str, None] = {}
+        self._large_lock = threading.Lock()
 
     def search(self, query: str, *, ids: Mapping[str, Any], actor_id: Any, filters: Any,
                limit: int, threshold: float | None, mode: str | None,
@@ -44,13 +52,17 @@ class Searcher:
         snapshot = self._ctx.tables().memories.snapshot(live_at=live_at(show_expired))
         depth = max(limit, CANDIDATES) if chosen == "hybrid" else limit
         run_soon = self._ctx.runtime.run_soon
-        scope = None if chosen == "keyword" else run_soon(snapshot.scope_vectors, where)
+        flat = chosen != "keyword" and where not in self._large
+        scope = run_soon(snapshot.scope_vectors, where) if flat else None
         keyword = None if chosen == "vector" else run_soon(snapshot.keyword, text, where,
                                                             limit=depth)
         vector = self._ctx.embedder.embed_query(text)
         by_meaning, cosines = Ranked([]), {}
-        if scope is not None:
-            by_meaning, cosines = _rank_by_meaning(snapshot, scope.result(), vector, where, depth)
+        if chosen != "keyword":
+            read = None if scope is None else scope.result()
+            if read is None:
+                self._remember_large(where)
+            by_meaning, cosines = _rank_by_meaning(snapshot, read, vector, where, depth)
         by_words = Ranked([], []) if keyword is None else keyword.result()
         if chosen == "hybrid":
             _add_cosines(snapshot, by_words.row_ids, vector, cosines)
@@ -65,6 +77,12 @@ class Searcher:
         relations = self._relations.beside(text, vector, scope_where(call.scope.without_actor()),
                                            [item["memory"] for item in items], limit)
         return {"results": items, "relations": relations}
+
+    def _remember_large(self, where: str) -> None:
+        with self._large_lock:  # searches run on several threads
+            self._large[where] = None
+            if len(self._large) > LARGE_SCOPES_KEPT:
+                del self._large[next(iter(self._large))]  # the oldest
 
     def get_all(self, *, ids: Mapping[str, Any], actor_id: Any, filters: Any,
                 limit: int, cursor: Any = None, show_expired: bool = False) -> dict[str, Any]:
