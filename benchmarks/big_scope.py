@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from benchmarks.speed import percentile
 from lancemem.core.config import DEFAULT_MODEL
 from lancemem.memory.facade import Memory
 from lancemem.storage import vector_index
@@ -55,11 +56,6 @@ class ClusteredVectors:
 
     def embed_query(self, text: str) -> list[float]:
         return self._make(1)[0].tolist()
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 def run(memories: int, searches: int, db: str) -> dict[str, Any]:

@@ -34,6 +34,7 @@ from typing import Any
 import anyio
 from mcp import Client, StdioServerParameters
 
+from benchmarks.speed import percentile
 from lancemem.core.config import load_settings
 from lancemem.core.errors import NotFoundError
 from lancemem.memory.facade import Memory
@@ -59,11 +60,6 @@ def in_process(memory: Memory) -> dict[str, Callable[[], Any]]:
     return {"list_memories": lambda: memory.get_all(user_id="nobody"),
             "get_memory": get_missing,
             "search_memories": lambda: memory.search("what does Alice drink", user_id="alice")}
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 def summary(values_ms: list[float]) -> dict[str, float]:
