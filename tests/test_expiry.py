@@ -421,7 +421,7 @@ def test_a_version_2_store_gains_expiration_date_on_open(db_path: Path,
     with Memory(store=Store(str(db_path)), embedder=real_embedder) as old:
         old.ensure_open()
         assert "expiration_date" in old.store.table(MEMORIES).schema.names
-        assert old.store.meta()["schema_version"] == "3"
+        assert old.store.meta()["schema_version"] == "4"
         [item] = old.get_all(user_id="u")["results"]
         assert item["memory"] == "Ana sold her old piano" and "expiration_date" not in item
         for mode in MODES:

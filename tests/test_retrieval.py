@@ -192,7 +192,7 @@ def test_version_1_store_gains_search_text(db_path: Path, real_embedder: Any) ->
     assert stored == {"I sold my old piano": "Dana: I sold my old piano",
                       "I bought a violin": "I bought a violin"}
     assert texts(old.search("Dana piano", user_id="u", mode="keyword")) == ["I sold my old piano"]
-    assert old.store.meta()["schema_version"] == "3"
+    assert old.store.meta()["schema_version"] == "4"
 
 
 def test_scopes_too_large_to_read_whole_rank_alike(memory: Memory,

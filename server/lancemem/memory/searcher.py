@@ -9,8 +9,9 @@ from ..core.config import check_mode
 from ..core.errors import NotFoundError, ValidationError
 from ..core.messages import check_limit, check_text, check_threshold
 from ..core.paging import decode_cursor, page_of
+from ..core.records import MemoryRecord
 from ..core.scoping import Scope, scope_where, validate_id
-from ..search.retrieval import CANDIDATES, cosine_scores, fuse, top_cosine
+from ..search.retrieval import CANDIDATES, fuse, memory_cosine, top_cosine
 from ..storage import history as hist
 from ..storage.snapshot import Ranked, Snapshot
 from .context import Context, live_at
@@ -55,8 +56,8 @@ class Searcher:
         unscored = any(row_id not in scores for row_id in ranked)
         found = snapshot.records(ranked, with_vectors=unscored)
         if unscored:
-            scores.update(zip(ranked, cosine_scores([record.vector for _, record in found],
-                                                    vector), strict=True))
+            scores.update(zip(ranked, _record_scores([record for _, record in found], vector),
+                              strict=True))
         items = [record.to_item(score=scores[row_id]) for row_id, record in found]
         if minimum is not None:
             items = [item for item in items if item["score"] >= minimum]
@@ -103,7 +104,20 @@ class Searcher:
         return {"results": [hist.entry(row) for row in rows]}
 
 
-def _rank_by_meaning(snapshot: Snapshot, flat: tuple[list[int], Any] | None,
+def _record_scores(records: list[MemoryRecord], vector: list[float]) -> list[float]:
+    """Each record's memory cosine to ``vector`` (its vector and passages)."""
+    import numpy as np
+
+    owners = [i for i, record in enumerate(records) for _ in record.passages or ()]
+    if not owners:
+        return memory_cosine([record.vector for record in records], vector).tolist()
+    matrix = np.asarray([p for record in records for p in record.passages or ()],
+                        dtype=np.float32)
+    return memory_cosine([record.vector for record in records], vector,
+                         (np.asarray(owners), matrix)).tolist()
+
+
+def _rank_by_meaning(snapshot: Snapshot, flat: tuple[list[int], Any, Any] | None,
                      vector: list[float], where: str,
                      depth: int) -> tuple[Ranked, dict[int, float]]:
     """The scope's top ``depth`` row ids by cosine, and every score computed."""
@@ -112,6 +126,6 @@ def _rank_by_meaning(snapshot: Snapshot, flat: tuple[list[int], Any] | None,
 
         found = snapshot.nearest(np.asarray(vector, dtype=np.float32), where, limit=depth)
         return found, dict(zip(found.row_ids, found.scores or [], strict=True))
-    row_ids, matrix = flat
-    best, scores = top_cosine(matrix, vector, depth)
+    row_ids, matrix, passages = flat
+    best, scores = top_cosine(matrix, vector, depth, passages)
     return Ranked([row_ids[i] for i in best]), dict(zip(row_ids, scores, strict=True))
