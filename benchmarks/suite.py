@@ -41,31 +41,50 @@ def hf_cache(root: Path) -> Path:
     return root
 
 
-def run_mem0(python: str, data: Path) -> dict[str, Any] | None:
+MEM0_ROWS = {"hybrid": "mem0 hybrid", "vector": "mem0 (vector only, offline)"}
+
+
+def run_mem0(python: str, data: Path, search: str) -> dict[str, Any] | None:
+    """benchmarks.mem0_side in mem0's environment, one search mode, a fresh model cache."""
     if not Path(python).exists():
         print(f"mem0 skipped: no {python}; `make bench` installs it.", file=sys.stderr)
         return None
-    out = RESULTS / "mem0-locomo.json"
+    out = RESULTS / f"mem0-locomo-{search}.json"
     cache = hf_cache(Path(tempfile.mkdtemp(prefix="mem0-models-")))
     subprocess.run([python, "-m", "benchmarks.mem0_side", "--data", str(data),
-                    "--model-cache", str(cache), "--json", str(out)],
+                    "--model-cache", str(cache), "--search", search, "--json", str(out)],
                    cwd=Path(__file__).parent.parent, check=True)
     return json.loads(out.read_text())
 
 
-def side_by_side(ours: dict[str, Any], theirs: dict[str, Any]) -> str:
-    """Import rate, single add, search and R@10: lancemem (hybrid) against mem0."""
-    rows = [("LoCoMo import (memories/s)", ours["import_per_s"], theirs["import_per_s"], True),
-            ("single add p50 (ms)", ours["add_p50_ms"], theirs["add_p50_ms"], False),
-            ("search p50 (ms)", ours["search_p50_ms"]["hybrid"],
-             theirs["search_p50_ms"]["mem0"], False),
-            ("R@10", ours["results"]["hybrid"]["all"]["r10"],
-             theirs["results"]["mem0"]["all"]["r10"], True)]
-    lines = ["| measurement | lancemem | mem0 | lancemem advantage |",
-             "| --- | ---: | ---: | ---: |"]
-    for name, mine, other, higher_is_better in rows:
-        ratio = mine / other if higher_is_better else other / mine
-        lines.append(f"| {name} | {mine} | {other} | {ratio:.2f}x |")
+def side_by_side(ours: dict[str, Any], hybrid: dict[str, Any],
+                 vector: dict[str, Any] | None = None) -> str:
+    """Speed and recall: lancemem's hybrid against mem0's hybrid (and its vector fallback)."""
+    def recall(report: dict[str, Any], name: str, category: str, key: str) -> float:
+        return report["results"][name][category][key]
+
+    theirs = [hybrid] + ([vector] if vector else [])
+    columns = ["lancemem hybrid", "mem0 hybrid"] + (["mem0 vector only"] if vector else [])
+    rows: list[tuple[str, list[float], bool]] = [
+        ("LoCoMo import (memories/s)",
+         [ours["import_per_s"]] + [t["import_per_s"] for t in theirs], True),
+        ("single add p50 (ms)", [ours["add_p50_ms"]] + [t["add_p50_ms"] for t in theirs], False),
+        ("search p50 (ms)", [ours["search_p50_ms"]["hybrid"]]
+         + [t["search_p50_ms"]["mem0"] for t in theirs], False)]
+    categories = [c for c in ours["results"]["hybrid"] if c != "all"] + ["all"]
+    for category in categories:
+        n = ours["results"]["hybrid"][category]["n"]
+        for key, label in (("r5", "R@5"), ("r10", "R@10")):
+            rows.append((f"{label} {category} ({n})",
+                         [recall(ours, "hybrid", category, key)]
+                         + [recall(t, "mem0", category, key) for t in theirs], True))
+    lines = ["| measurement | " + " | ".join(columns) + " | lancemem advantage over mem0 hybrid |",
+             "| --- |" + " ---: |" * (len(columns) + 1)]
+    for name, values, higher_is_better in rows:
+        mine, other = values[0], values[1]
+        ratio = (mine / other if higher_is_better else other / mine) if other and mine else 0.0
+        lines.append(f"| {name} | " + " | ".join(f"{v:g}" for v in values)
+                     + f" | {ratio:.2f}x |")
     return "\n".join(lines)
 
 
@@ -96,12 +115,14 @@ def main() -> None:
         print(object_storage.markdown(remote) + "\n")
     ours = locomo.run(args.data, list(locomo.MODES))
     (RESULTS / "locomo-dev.json").write_text(json.dumps(ours, indent=2))
-    theirs = run_mem0(args.mem0_python, args.data)
-    if theirs:
-        ours["results"]["mem0 (vector only, offline)"] = theirs["results"]["mem0"]
-    print(markdown(ours) + "\n")
-    if theirs:
-        print(side_by_side(ours, theirs))
+    mem0 = {search: run_mem0(args.mem0_python, args.data, search) for search in MEM0_ROWS}
+    table = {name: result for name, result in ours["results"].items()}
+    for search, report in mem0.items():
+        if report:
+            table[MEM0_ROWS[search]] = report["results"]["mem0"]
+    print(markdown(ours | {"results": table}) + "\n")
+    if mem0["hybrid"]:
+        print(side_by_side(ours, mem0["hybrid"], mem0["vector"]))
 
 
 if __name__ == "__main__":

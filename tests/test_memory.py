@@ -86,7 +86,7 @@ def test_search_ranks_by_meaning_with_scores(memory: Memory) -> None:
     assert results[0]["memory"] == "I love pizza with olives"
     scores = [r["score"] for r in results]
     assert scores == sorted(scores, reverse=True)
-    assert all(-1.0 <= s <= 1.0 for s in scores)
+    assert all(0.0 <= s <= 1.0 for s in scores)
     top = memory.search("what food does she like?", user_id="alice", limit=1)["results"]
     assert len(top) == 1
     strict = memory.search("what food does she like?", user_id="alice",

@@ -266,9 +266,8 @@ def test_search_in_each_mode_shows_scores(open_server: Server, tab: Watched, mod
     assert rows.count() >= 1
     assert shown_memories(page)[0] == "Alice drinks espresso coffee every morning"
     scores = [float(text) for text in page.locator("#memories .score").all_text_contents()]
-    assert len(scores) == rows.count() and all(-1 <= score <= 1 for score in scores)
-    if mode != "hybrid":  # hybrid fuses ranks, so its cosine scores need not be sorted
-        assert scores == sorted(scores, reverse=True)
+    assert len(scores) == rows.count() and all(0 <= score <= 1 for score in scores)
+    assert scores == sorted(scores, reverse=True)  # every mode orders by its score
     assert not any("bob" in text for text in shown_memories(page))  # bob likes coffee too
     assert f"mode={mode}" in page.url or mode == "hybrid"
 

@@ -10,39 +10,65 @@ import lancedb
 import numpy as np
 import pyarrow as pa
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from lancemem.core.config import MODES, check_mode, load_settings
 from lancemem.core.errors import ValidationError
 from lancemem.core.records import document_text
 from lancemem.memory.facade import Memory
-from lancemem.search.retrieval import cosine_scores, fuse, top_cosine
+from lancemem.search.retrieval import KEYWORD_SHARE, cosine_scores, fuse, top_cosine
 from lancemem.storage import snapshot
 from lancemem.storage.store import MEMORIES, SEARCH_TEXT, Store, memories_schema
 
 # --- pure logic ---------------------------------------------------------------
 
 
-def test_one_ranking_keeps_its_order() -> None:
-    assert fuse(["a", "b", "c"], []) == ["a", "b", "c"]
-    assert fuse([], ["c", "b", "a"]) == ["c", "b", "a"]
+def test_one_ranking_keeps_its_order_and_its_own_scale() -> None:
+    words = fuse([("a", 6.0), ("b", 3.0), ("c", 1.5)], {}, keyword_share=1.0)
+    assert words == [("a", 1.0), ("b", 0.5), ("c", 0.25)]  # BM25 over the best BM25
+    meaning = fuse([], {"c": 0.9, "b": 0.4, "a": -0.2}, ["c", "b", "a"], keyword_share=0.0)
+    assert meaning == [("c", 0.9), ("b", 0.4), ("a", 0.0)]  # the cosine, clipped at 0
 
 
-def test_top_keyword_hit_beats_top_vector_hit() -> None:
-    assert fuse(["k"], ["v"])[0] == "k"
+def test_hybrid_score_is_the_documented_mix() -> None:
+    share = KEYWORD_SHARE["hybrid"]
+    fused = dict(fuse([("k", 8.0), ("both", 4.0)], {"k": 0.1, "both": 0.7, "v": 0.8},
+                      ["v", "both", "k"], keyword_share=share))
+    assert math.isclose(fused["k"], share * 1.0 + (1 - share) * 0.1)
+    assert math.isclose(fused["both"], share * 0.5 + (1 - share) * 0.7)
+    assert math.isclose(fused["v"], (1 - share) * 0.8)  # no shared word: words = 0
 
 
-def test_agreement_beats_one_list_alone() -> None:
-    # "both" is second in each list; agreement outweighs either list's winner.
-    assert fuse(["k", "both"], ["v", "both"])[0] == "both"
-
-
-def test_vector_list_fills_in_below_strong_keyword_hits() -> None:
-    order = fuse(["k1", "k2", "k3"], ["v1"])
-    assert order[:2] == ["k1", "k2"] and set(order) == {"k1", "k2", "k3", "v1"}
+def test_a_strong_keyword_hit_beats_a_close_meaning_and_agreement_wins() -> None:
+    share = KEYWORD_SHARE["hybrid"]
+    assert fuse([("k", 5.0)], {"k": 0.5, "v": 0.6}, ["v", "k"], keyword_share=share)[0][0] == "k"
+    order = fuse([("k", 5.0), ("both", 4.0)], {"k": 0.2, "both": 0.6, "v": 0.65},
+                 ["v", "both", "k"], keyword_share=share)
+    assert [key for key, _ in order] == ["both", "v", "k"]  # 0.66, 0.455, 0.44
 
 
 def test_ties_keep_the_keyword_order_first() -> None:
-    assert fuse(["a", "b"], ["b", "a"], vector_weight=1.0) == ["a", "b"]
+    order = fuse([("a", 2.0), ("b", 2.0)], {"a": 0.0, "b": 0.0, "c": 1.0},
+                 ["c", "b", "a"], keyword_share=0.5)
+    assert order == [("a", 0.5), ("b", 0.5), ("c", 0.5)]
+
+
+@settings(max_examples=300, deadline=None)
+@given(hits=st.lists(st.floats(0.0, 50.0), max_size=8),
+       cosines=st.lists(st.floats(-1.0, 1.0), max_size=8), share=st.floats(0.0, 1.0))
+def test_scores_are_relevances_in_0_1_best_first(hits: list[float], cosines: list[float],
+                                                share: float) -> None:
+    keyword = sorted(((f"k{n}", bm25) for n, bm25 in enumerate(hits)), key=lambda h: -h[1])
+    vector = [f"v{n}" for n in range(len(cosines))]
+    known = dict(zip(vector, cosines, strict=True)) | {key: 0.3 for key, _ in keyword}
+    fused = fuse(keyword, known, vector, keyword_share=share)
+    scores = [score for _, score in fused]
+    assert all(0.0 <= score <= 1.0 for score in scores)
+    assert scores == sorted(scores, reverse=True)
+    expected = {key for key, _ in keyword} | (set(vector) if share < 1.0 else set())
+    assert [key for key, _ in fused] == list(dict(fused))  # each candidate once
+    assert set(dict(fused)) == expected
 
 
 def test_modes_are_checked_and_normalised() -> None:
@@ -125,14 +151,48 @@ def test_every_mode_stays_in_scope_and_applies_filters(memory: Memory) -> None:
         assert all(item["user_id"] == "alice" for item in found["results"])
 
 
-def test_scores_are_cosine_similarity_in_every_mode(memory: Memory) -> None:
-    memory.add("Caroline paints sunsets on weekends", user_id="u")
-    scores = {mode: memory.search("paints sunsets", user_id="u", mode=mode)["results"][0]["score"]
-              for mode in MODES}
-    assert math.isclose(scores["keyword"], scores["vector"], abs_tol=1e-4)
-    assert math.isclose(scores["hybrid"], scores["vector"], abs_tol=1e-4)
-    assert memory.search("paints sunsets", user_id="u", mode="keyword",
-                         threshold=min(scores.values()) + 0.01)["results"] == []
+def test_every_mode_orders_by_its_score_and_threshold_filters_on_it(
+        memory: Memory, real_embedder: Any) -> None:
+    """Results come best first by ``score`` (a relevance in [0, 1]); the vector
+    score is the clipped cosine; a threshold keeps exactly the results scoring
+    at least it, so a strong keyword hit with a low cosine survives one in
+    hybrid (it used to be dropped: hybrid showed the cosine)."""
+    texts_ = ["Order XK-4471 shipped to the Berlin office",
+              "Invoice XK-4471 was paid late", "She enjoys long walks by the sea at dawn",
+              "The parcel went out to Germany yesterday", "Berlin is cold in January"]
+    memory.add_many({"text": text, "user_id": "u"} for text in texts_)
+    query = "where did XK-4471 ship?"
+    for mode in MODES:
+        found = memory.search(query, user_id="u", mode=mode, limit=10)["results"]
+        scores = [item["score"] for item in found]
+        assert found and scores == sorted(scores, reverse=True), (mode, scores)
+        assert all(0.0 <= score <= 1.0 for score in scores), (mode, scores)
+        for cut in sorted(set(scores)):
+            kept = memory.search(query, user_id="u", mode=mode, threshold=cut)["results"]
+            assert [item["id"] for item in kept] == [
+                item["id"] for item in found if item["score"] >= cut], (mode, cut)
+    vector = real_embedder.embed_query(query)
+    by_meaning = memory.search(query, user_id="u", mode="vector")["results"]
+    cosines = cosine_scores(real_embedder.embed_documents([i["memory"] for i in by_meaning]),
+                            vector)
+    assert all(math.isclose(item["score"], max(0.0, cosine), abs_tol=1e-4)
+               for item, cosine in zip(by_meaning, cosines, strict=True))
+    keyword = memory.search(query, user_id="u", mode="keyword")["results"]
+    assert keyword[0]["score"] == 1.0  # the best keyword match of the query
+    hybrid = {item["memory"]: item["score"]
+              for item in memory.search(query, user_id="u", mode="hybrid")["results"]}
+    code_hit = "Invoice XK-4471 was paid late"
+    cosine = cosine_scores(real_embedder.embed_documents([code_hit]), vector)[0]
+    assert hybrid[code_hit] > cosine + 0.03  # its shared words count, not its cosine alone
+    between = (cosine + hybrid[code_hit]) / 2
+    kept = memory.search(query, user_id="u", mode="hybrid", threshold=between)
+    assert code_hit in texts(kept)
+
+
+def test_a_threshold_outside_0_1_is_refused_saying_the_range(memory: Memory) -> None:
+    for bad in (-0.5, 1.5, float("nan")):
+        with pytest.raises(ValidationError, match="use a threshold from 0 to 1"):
+            memory.search("anything", user_id="u", threshold=bad)
 
 
 def test_keyword_index_follows_updates_deletes_and_compaction(memory: Memory) -> None:

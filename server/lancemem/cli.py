@@ -119,7 +119,8 @@ def build_parser() -> argparse.ArgumentParser:
     search = sub.add_parser("search", parents=[common], help="search memories")
     search.add_argument("query")
     search.add_argument("--limit", type=int, default=10)
-    search.add_argument("--threshold", type=float)
+    search.add_argument("--threshold", type=float,
+                        help="least score to show (a relevance from 0 to 1, e.g. 0.3)")
     search.add_argument("--mode", choices=MODES,
                         help="ranking: hybrid, vector or keyword (env LANCEMEM_SEARCH_MODE)")
     search.add_argument("--actor-id")

@@ -158,13 +158,14 @@ def check_limit(limit: Any, *, field: str = "limit", maximum: int = MAX_LIMIT) -
 
 
 def check_threshold(threshold: Any) -> float | None:
-    """A minimum similarity score between -1 and 1, or None."""
+    """A least score (a relevance from 0 to 1), or None."""
     if threshold is None:
         return None
     if isinstance(threshold, bool) or not isinstance(threshold, int | float):
         raise ValidationError(f"'threshold' must be a number, got {threshold!r}.")
-    if not math.isfinite(threshold) or not -1.0 <= threshold <= 1.0:
-        raise ValidationError(f"'threshold' is {threshold}; use a score from -1 to 1 (e.g. 0.3).")
+    if not math.isfinite(threshold) or not 0.0 <= threshold <= 1.0:
+        raise ValidationError(f"'threshold' is {threshold}; scores are relevances from 0 to 1: "
+                              "use a threshold from 0 to 1 (e.g. 0.3), or none to keep all.")
     return float(threshold)
 
 

@@ -64,7 +64,8 @@ class MemoryItem(Scope):
         default=None, description="When it expires (ISO-8601, UTC), if it does: a date "
         "given as '2026-12-31' is 2027-01-01T00:00:00+00:00 here.")
     score: float | None = Field(
-        default=None, description="Similarity to the query (search only); higher is closer."
+        default=None, description="Relevance to the query from 0 to 1 (search only): "
+        "results are ordered by it, and threshold keeps those at least as high."
     )
 
 

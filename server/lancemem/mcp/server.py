@@ -220,7 +220,8 @@ def build_server(settings: Settings, *, memory: Memory | None = None,
         actor_id: ActorId = None, filters: Filters = None,
         limit: Annotated[int, Field(ge=1, le=1000, description="At most this many.")] = 10,
         threshold: Annotated[float | None, Field(
-            description="Drop results scoring below this similarity (-1 to 1, e.g. 0.3).")] = None,
+            description="Drop results whose score (relevance, 0 to 1) is below this, "
+            "e.g. 0.3.")] = None,
         mode: Annotated[Literal["hybrid", "vector", "keyword"] | None, Field(
             description="How to rank: 'hybrid' (meaning and shared words, the usual "
             "default), 'vector' (meaning only) or 'keyword' (shared words only, BM25). "

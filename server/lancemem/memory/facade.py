@@ -211,12 +211,15 @@ class Memory:
 
         ``mode`` ranks by meaning (``vector``), by shared words (``keyword``,
         BM25) or by both fused (``hybrid``); None uses the configured default.
-        In every mode the score is the cosine similarity to the query (higher
-        is closer) and ``threshold`` drops results scoring below it. The search
-        is exact within the scope. Expired memories are left out unless
-        ``show_expired``. ``relations`` beside ``results`` holds the
-        scope's relations touching entities that the query or the returned
-        memories name (search_relations' score), at most ``limit``.
+        In every mode results are ordered by ``score``, a relevance from 0 to
+        1 (search/retrieval.py says how each mode computes it), and
+        ``threshold`` drops results scoring below it. The search is exact
+        within the scope, except in a scope of over 20,000 memories once
+        maintenance has built the vector index (storage/vector_index.py).
+        Expired memories are left out unless ``show_expired``. ``relations``
+        beside ``results`` holds the scope's relations touching entities that
+        the query or the returned memories name (search_relations' score), at
+        most ``limit``.
         """
         return self._searcher.search(query, ids=_ids(user_id, agent_id, run_id),
                                      actor_id=actor_id, filters=filters, limit=limit,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping
 from typing import Any
 
@@ -9,13 +10,14 @@ from ..core.config import check_mode
 from ..core.errors import NotFoundError, ValidationError
 from ..core.messages import check_limit, check_text, check_threshold
 from ..core.paging import decode_cursor, page_of
-from ..core.records import MemoryRecord
 from ..core.scoping import Scope, scope_where, validate_id
-from ..search.retrieval import CANDIDATES, fuse, memory_cosine, top_cosine
+from ..search.retrieval import CANDIDATES, KEYWORD_SHARE, fuse, memory_cosine, top_cosine
 from ..storage import history as hist
 from ..storage.snapshot import Ranked, Snapshot
 from .context import Context, live_at
 from .relations import Relations
+
+LARGE_SCOPES_KEPT = 1_024
 
 
 class Searcher:
@@ -24,12 +26,18 @@ class Searcher:
     def __init__(self, context: Context, relations: Relations) -> None:
         self._ctx = context
         self._relations = relations
+        # Where clauses of scopes found too large to read whole: searched by
+        # Lance at once next time, instead of reading FLAT_ROWS vectors first
+        # to find out again (a scope that shrank is still ranked correctly).
+        self._large: dict[str, None] = {}
+        self._large_lock = threading.Lock()
 
     def search(self, query: str, *, ids: Mapping[str, Any], actor_id: Any, filters: Any,
                limit: int, threshold: float | None, mode: str | None,
                default_mode: str, show_expired: bool = False) -> dict[str, Any]:
-        """Memory.search: exact within the scope, ranked as ``mode`` says;
-        expired memories only with ``show_expired``.
+        """Memory.search: exact within the scope, ordered by the score of
+        ``mode`` (search/retrieval.py), ``threshold`` a least score; expired
+        memories only with ``show_expired``.
 
         The scope's vectors and the keyword hits are read while the query is
         embedded (neither needs its vector); the few rows returned are read
@@ -44,26 +52,37 @@ class Searcher:
         snapshot = self._ctx.tables().memories.snapshot(live_at=live_at(show_expired))
         depth = max(limit, CANDIDATES) if chosen == "hybrid" else limit
         run_soon = self._ctx.runtime.run_soon
-        scope = None if chosen == "keyword" else run_soon(snapshot.scope_vectors, where)
+        flat = chosen != "keyword" and where not in self._large
+        scope = run_soon(snapshot.scope_vectors, where) if flat else None
         keyword = None if chosen == "vector" else run_soon(snapshot.keyword, text, where,
                                                             limit=depth)
         vector = self._ctx.embedder.embed_query(text)
-        by_meaning, scores = Ranked([]), {}
-        if scope is not None:
-            by_meaning, scores = _rank_by_meaning(snapshot, scope.result(), vector, where, depth)
-        by_words = Ranked([]) if keyword is None else keyword.result()
-        ranked = fuse(by_words.row_ids, by_meaning.row_ids)[:limit]
-        unscored = any(row_id not in scores for row_id in ranked)
-        found = snapshot.records(ranked, with_vectors=unscored)
-        if unscored:
-            scores.update(zip(ranked, _record_scores([record for _, record in found], vector),
-                              strict=True))
-        items = [record.to_item(score=scores[row_id]) for row_id, record in found]
+        by_meaning, cosines = Ranked([]), {}
+        if chosen != "keyword":
+            read = None if scope is None else scope.result()
+            if read is None:
+                self._remember_large(where)
+            by_meaning, cosines = _rank_by_meaning(snapshot, read, vector, where, depth)
+        by_words = Ranked([], []) if keyword is None else keyword.result()
+        if chosen == "hybrid":
+            _add_cosines(snapshot, by_words.row_ids, vector, cosines)
+        ranked = fuse(list(zip(by_words.row_ids, by_words.scores or [], strict=True)), cosines,
+                      by_meaning.row_ids, keyword_share=KEYWORD_SHARE[chosen])
         if minimum is not None:
-            items = [item for item in items if item["score"] >= minimum]
+            ranked = [(row_id, score) for row_id, score in ranked if score >= minimum]
+        ranked = ranked[:limit]
+        score_of = dict(ranked)
+        items = [record.to_item(score=score_of[row_id])
+                 for row_id, record in snapshot.records([row_id for row_id, _ in ranked])]
         relations = self._relations.beside(text, vector, scope_where(call.scope.without_actor()),
                                            [item["memory"] for item in items], limit)
         return {"results": items, "relations": relations}
+
+    def _remember_large(self, where: str) -> None:
+        with self._large_lock:  # searches run on several threads
+            self._large[where] = None
+            if len(self._large) > LARGE_SCOPES_KEPT:
+                del self._large[next(iter(self._large))]  # the oldest
 
     def get_all(self, *, ids: Mapping[str, Any], actor_id: Any, filters: Any,
                 limit: int, cursor: Any = None, show_expired: bool = False) -> dict[str, Any]:
@@ -104,19 +123,6 @@ class Searcher:
         return {"results": [hist.entry(row) for row in rows]}
 
 
-def _record_scores(records: list[MemoryRecord], vector: list[float]) -> list[float]:
-    """Each record's memory cosine to ``vector`` (its vector and passages)."""
-    import numpy as np
-
-    owners = [i for i, record in enumerate(records) for _ in record.passages or ()]
-    if not owners:
-        return memory_cosine([record.vector for record in records], vector).tolist()
-    matrix = np.asarray([p for record in records for p in record.passages or ()],
-                        dtype=np.float32)
-    return memory_cosine([record.vector for record in records], vector,
-                         (np.asarray(owners), matrix)).tolist()
-
-
 def _rank_by_meaning(snapshot: Snapshot, flat: tuple[list[int], Any, Any] | None,
                      vector: list[float], where: str,
                      depth: int) -> tuple[Ranked, dict[int, float]]:
@@ -129,3 +135,14 @@ def _rank_by_meaning(snapshot: Snapshot, flat: tuple[list[int], Any, Any] | None
     row_ids, matrix, passages = flat
     best, scores = top_cosine(matrix, vector, depth, passages)
     return Ranked([row_ids[i] for i in best]), dict(zip(row_ids, scores, strict=True))
+
+
+def _add_cosines(snapshot: Snapshot, row_ids: list[int], vector: list[float],
+                 cosines: dict[int, float]) -> None:
+    """Fill in the cosine of the keyword hits the meaning ranking did not score
+    (only when a scope was too large to read whole)."""
+    missing = [row_id for row_id in row_ids if row_id not in cosines]
+    if missing:
+        matrix, passages = snapshot.memory_vectors_at(missing)
+        cosines.update(zip(missing, memory_cosine(matrix, vector, passages).tolist(),
+                           strict=True))

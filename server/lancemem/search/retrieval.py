@@ -1,47 +1,65 @@
-"""Search modes and how hybrid search fuses its two rankings: pure functions.
+"""Search modes and the one score every mode orders by: pure functions.
 
-``vector`` ranks by cosine similarity, ``keyword`` by BM25 over the full-text
-index, ``hybrid`` fuses the two with weighted reciprocal-rank fusion.
+A search's ``score`` is a relevance in [0, 1], the same formula in every mode:
 
-Why these constants (LoCoMo dev set, BENCHMARKS.md): the usual fusion, equal
-weights with k = 60, scored *below* BM25 alone (R@10 .439 against .563). With
-k = 60 the first and the tenth place of a list score almost alike (1/61 and
-1/70), so fusion mostly rewards appearing in both lists, and a weak vector
-ranking drags down a strong keyword one. A small k keeps the confidence of a
-top keyword hit, and half weight for the vector list lets it fill in where
-the keywords miss rather than override them. Both were chosen on the dev
-conversations only.
+    score = KEYWORD_SHARE[mode] * words + (1 - KEYWORD_SHARE[mode]) * meaning
+
+``meaning`` is the cosine similarity of the embeddings, clipped to [0, 1] (the
+model puts unrelated texts near 0, so the clip drops nothing a threshold would
+keep); ``words`` is the BM25 score over the full-text index divided by the best
+BM25 score of the query in the scope, so the best keyword match is 1 and a
+memory sharing no word is 0. ``vector`` is meaning alone, ``keyword`` words
+alone, ``hybrid`` both with the word ranking at 0.3. Results are ordered by
+the score and ``threshold`` keeps those scoring at least it, in every mode.
+
+Why this fusion (LoCoMo dev set, BENCHMARKS.md "One honest score"): the
+weighted reciprocal-rank fusion shipped before ordered hybrid results by rank
+alone and showed the cosine, so scores went up and down the list and a
+threshold dropped keyword hits. Fusing the two scores themselves gave R@10
+.687 against .656 for that fusion (share 0.3, picked by
+leave-one-conversation-out over 0.2-0.5: .687 held out), with R@5 .577
+against .573; the word share of 0.3 keeps a strong keyword hit on top while
+the meaning decides among weaker ones.
 """
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from typing import TYPE_CHECKING, TypeVar
 
 if TYPE_CHECKING:
     import numpy as np
 
 K = TypeVar("K", bound=Hashable)
-RRF_K = 5
-VECTOR_WEIGHT = 0.5
-KEYWORD_WEIGHT = 1.0
-CANDIDATES = 50  # how deep each ranking is read before fusing
+KEYWORD_SHARE = {"hybrid": 0.3, "vector": 0.0, "keyword": 1.0}
+CANDIDATES = 50  # how deep each ranking is read in hybrid search
 
 
-def fuse(keyword_ids: Sequence[K], vector_ids: Sequence[K], *, k: int = RRF_K,
-         keyword_weight: float = KEYWORD_WEIGHT,
-         vector_weight: float = VECTOR_WEIGHT) -> list[K]:
-    """Ids ordered by weighted reciprocal-rank fusion of two rankings, best first.
+def meaning_relevance(cosine: float) -> float:
+    """A cosine similarity as a relevance in [0, 1]."""
+    return min(1.0, max(0.0, cosine))
 
-    Each list adds ``weight / (k + rank)`` (rank from 1) to its ids; ties keep
-    the keyword ranking's order, then the vector ranking's.
+
+def fuse(keyword_hits: Sequence[tuple[K, float]], cosines: Mapping[K, float],
+         vector_ids: Sequence[K] = (), *, keyword_share: float) -> list[tuple[K, float]]:
+    """Candidates with their score, best first (the module docstring's formula).
+
+    ``keyword_hits`` are (id, BM25 score) best first; ``vector_ids`` the
+    meaning ranking's candidates, best first; ``cosines`` holds the cosine of
+    every candidate when ``keyword_share`` is below 1 (ignored at 1). Ties keep
+    the keyword ranking's order, then the meaning ranking's.
     """
-    scores: dict[K, float] = {}
-    for ids, weight in ((keyword_ids, keyword_weight), (vector_ids, vector_weight)):
-        for rank, memory_id in enumerate(ids, start=1):
-            scores[memory_id] = scores.get(memory_id, 0.0) + weight / (k + rank)
-    # sorted() is stable and the dict keeps first-seen order: ties stay in that order.
-    return sorted(scores, key=lambda memory_id: -scores[memory_id])
+    best = max((bm25 for _, bm25 in keyword_hits), default=0.0)
+    words = {key: (bm25 / best if best > 0 else 0.0) for key, bm25 in keyword_hits}
+    candidates = list(dict.fromkeys([*words, *vector_ids]))
+    if keyword_share >= 1.0:
+        scored = [(key, words[key]) for key in candidates if key in words]
+    else:
+        scored = [(key, keyword_share * words.get(key, 0.0)
+                   + (1.0 - keyword_share) * meaning_relevance(cosines[key]))
+                  for key in candidates]
+    # sorted() is stable: ties stay in candidate order.
+    return sorted(scored, key=lambda pair: -pair[1])
 
 
 def cosine_scores(vectors: np.ndarray | Sequence[Sequence[float]],

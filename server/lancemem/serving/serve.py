@@ -31,6 +31,7 @@ from ..core.config import Settings, normalize_allowed_host
 from ..core.errors import ValidationError
 from ..core.object_storage import describe, is_remote, secrets
 from ..mcp.auth import ServerAuth, jwt_auth, token_auth
+from ..mcp.listing import after_first_listing
 from ..mcp.server import build_server
 from ..memory.facade import Memory
 from .limits import CredentialLimiter, RateLimiter
@@ -48,6 +49,10 @@ TRANSPORT_LABELS = {"sse": "an SSE", "streamable-http": "a streamable HTTP"}
 # one thread against 23 ms with two, whose idle threads spin between calls.
 # Batch imports (`lancemem import`) keep a thread per core.
 EMBEDDING_THREADS = 1
+# On stdio the warm-up waits for the first tools/list (it holds the GIL most of
+# the time it runs, and begun at start it slowed the handshake), but no longer
+# than this: a store that cannot be opened still stops a server nobody lists.
+WARM_UP_GRACE = 0.5
 
 
 def is_loopback(host: str) -> bool:
@@ -193,7 +198,10 @@ def _lowered_hosts(headers: Iterable[tuple[bytes, bytes]]) -> list[tuple[bytes, 
 
 def _bind(host: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host.strip("[]") else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # IPPROTO_TCP, not the default 0: asyncio turns Nagle off (TCP_NODELAY) only on
+    # connections whose socket says TCP, and with Nagle on every HTTP answer waited
+    # for the client's delayed ACK, 40 ms a call.
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host.strip("[]"), port))
@@ -252,13 +260,12 @@ def serve(settings: Settings) -> None:
                                       _public_names(settings),
                                       authenticated=settings.auth != "none")
     with Memory.from_settings(settings, embedding_threads=EMBEDDING_THREADS) as memory:
-        opened = memory.warm_up()
         if security is None:
             server = build_server(settings, memory=memory)
             log.info("serving MCP on stdio, store %s", settings.db)
-            anyio.run(_serve_stdio, server, opened)
+            anyio.run(_serve_stdio, server, memory)
             return
-        opened.result()  # a store it cannot open fails here, before the port opens
+        memory.warm_up().result()  # a store it cannot open fails here, before the port opens
         sock = _bind(settings.host, settings.port)
         base = _base_url(settings, sock.getsockname()[1])
         auth = _server_auth(settings, memory, f"{base}{endpoint_path(settings.transport)}")
@@ -290,14 +297,24 @@ def serve_page(settings: Settings) -> None:
         _run_uvicorn(app, sock)
 
 
-async def _serve_stdio(server: MCPServer, opened: Future[None]) -> None:
+async def _serve_stdio(server: MCPServer, memory: Memory) -> None:
     """Serve on stdio while the store opens alongside (the handshake need not wait
     for it); a store that cannot be opened ends the process with its error and
     exit status 1, rather than leaving tools that would all fail."""
+    listed = anyio.Event()
+    after_first_listing(server, listed.set)
     async with anyio.create_task_group() as group:
-        group.start_soon(_exit_if_unopened, opened)
+        group.start_soon(_warm_up_after, memory, listed)
         await server.run_stdio_async()
         group.cancel_scope.cancel()
+
+
+async def _warm_up_after(memory: Memory, listed: anyio.Event) -> None:
+    """Warm up once the client has its tool list, or after WARM_UP_GRACE without
+    one (a client that calls at once opens the store in its first call anyway)."""
+    with anyio.move_on_after(WARM_UP_GRACE):
+        await listed.wait()
+    await _exit_if_unopened(memory.warm_up())
 
 
 async def _exit_if_unopened(opened: Future[None]) -> None:

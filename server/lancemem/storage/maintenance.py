@@ -6,6 +6,8 @@ optimize() compacts toward 1M-row fragments, so below that it rewrites the
 whole table every time. Compaction here is tiered instead: single-row
 fragments merge into fragments of SMALL_FRAGMENT rows, and those into
 LARGE_FRAGMENT rows; each pass rewrites only fragments under its target.
+The memories table's large tier also puts a scope's rows side by side
+(storage/locality.py); the other tables keep Lance's insertion order.
 Versions older than a few seconds are dropped: readers move to the newest
 version before each query, so nothing still uses them.
 """
@@ -18,6 +20,7 @@ import time
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
+from . import locality
 from .leases import LEASES, MAINTENANCE_LEASE
 from .relation_schema import (
     ENTITIES,
@@ -29,6 +32,7 @@ from .relation_schema import (
 )
 from .retries import unless_done_elsewhere, with_retries
 from .schema import HISTORY, INDEXED_COLUMNS, MEMORIES, SEARCH_TEXT
+from .vector_index import VectorIndexRule, build_vector_index
 
 if TYPE_CHECKING:
     from .connection import Connection
@@ -112,6 +116,7 @@ class Maintenance:
         self._commits = 0
         self._compacting = threading.Lock()
         self._compactor: threading.Thread | None = None
+        self._vector_index = VectorIndexRule()
 
     def committed(self) -> None:
         """Count a commit; every few, check in the background whether to compact."""
@@ -160,16 +165,39 @@ class Maintenance:
             # Each attempt opens the newest version: a retry on the version that
             # conflicted would conflict again.
             for target in targets:
+                if name == MEMORIES and target == LARGE_FRAGMENT:
+                    continue  # merged in scope order below
                 with_retries(lambda t=target, n=name: self._conn.open_dataset(
                     n).optimize.compact_files(target_rows_per_fragment=t),
                     what=f"compacting {name}")
+            if name == MEMORIES:
+                self._sort_by_scope(force=force, large_tier=LARGE_FRAGMENT in targets)
             if force or unindexed_rows(table) >= INDEX_AFTER_ROWS:
                 with_retries(lambda n=name: self._conn.open_dataset(n).optimize.optimize_indices(),
                              what=f"indexing {name}")
+            if name == MEMORIES and self._vector_index.due(self._conn, force=force):
+                build_vector_index(self._conn)  # a scope grew too large to read whole
             with_retries(lambda n=name: self._conn.open_dataset(n).cleanup_old_versions(
                 older_than=keep_versions_for), what=f"cleaning up {name}")
             ran = True
         return ran
+
+    def _sort_by_scope(self, *, force: bool, large_tier: bool) -> None:
+        """The memories table in scope order: all of it once its scopes lie in
+        too many runs (any more than one on ``optimize``), else the large tier's
+        merge of the fragments below LARGE_FRAGMENT rows, sorted."""
+        dataset = with_retries(lambda: self._conn.open_dataset(MEMORIES),
+                               what=f"reading {MEMORIES}")
+        runs = 1.0 if force else locality.FULL_SORT_RUNS
+        if with_retries(lambda: locality.scattered(dataset, runs_per_scope=runs),
+                        what=f"reading {MEMORIES} scopes"):
+            select: locality.Select = locality.all_fragments
+        elif large_tier:
+            select = locality.below(LARGE_FRAGMENT)
+        else:
+            return
+        locality.sort_fragments(self._conn, MEMORIES, select=select,
+                                rows_per_fragment=LARGE_FRAGMENT)
 
     def _targets(self, name: str) -> list[int]:
         """The compaction passes table ``name`` needs now."""

@@ -28,12 +28,13 @@ from ..core.records import MemoryRecord
 from . import sql
 from .retries import with_retries
 from .schema import PASSAGES, SEARCH_TEXT, item_columns
+from .vector_index import LARGE_SCOPE, nearest_options
 
 if TYPE_CHECKING:
     import numpy as np
     import pyarrow as pa
 
-FLAT_ROWS = 20_000  # a scope's vectors read into memory at most (30 MB at 384 dims)
+FLAT_ROWS = LARGE_SCOPE  # a scope's vectors read into memory at most (30 MB at 384 dims)
 # A scope's long memories' passage vectors: for each passage the position of
 # its memory among the scope's rows, and the passages as one float32 matrix.
 Passages = tuple["np.ndarray", "np.ndarray"]
@@ -42,7 +43,8 @@ Passages = tuple["np.ndarray", "np.ndarray"]
 @dataclass(frozen=True)
 class Ranked:
     """One ranking's candidates, best first: row ids within the snapshot and
-    (where already known) their cosine similarity to the query."""
+    (where known) their scores: cosine similarity for the meaning ranking,
+    BM25 for the keyword ranking."""
 
     row_ids: list[int]
     scores: list[float] | None = None
@@ -92,27 +94,29 @@ class Snapshot:
             what="reading rows")
 
     def nearest(self, vector: np.ndarray, where: str, *, limit: int) -> Ranked:
-        """Exact top-``limit`` among rows matching ``where`` by memory cosine
-        (the best of a row's vector and passages), through Lance's own scans."""
-        best = self._nearest("vector", vector, where, limit)
+        """Top-``limit`` among rows matching ``where`` by memory cosine (the
+        best of a row's vector and passages), through Lance: on the vectors its
+        exact scan, or its vector index once maintenance built one
+        (vector_index.py); on the few long memories' passages an exact scan."""
+        best = self._nearest("vector", vector, where, limit, nearest_options())
         if self._has_passages():
             long_ones = self._nearest(PASSAGES, vector, sql.both(where, f"{PASSAGES} IS NOT NULL"),
-                                      limit)
+                                      limit, {"use_index": False})
             for row_id, score in long_ones.items():
                 best[row_id] = max(score, best.get(row_id, score))
         ranked = sorted(best, key=lambda row_id: -best[row_id])[:limit]
         return Ranked(ranked, [best[row_id] for row_id in ranked])
 
-    def _nearest(self, column: str, vector: np.ndarray, where: str,
-                 limit: int) -> dict[int, float]:
-        """Row id -> cosine for Lance's exact top-``limit`` on ``column``; on a
-        list of vectors (passages) Lance's distance is 1 - the best one's cosine."""
+    def _nearest(self, column: str, vector: np.ndarray, where: str, limit: int,
+                 options: dict[str, Any]) -> dict[int, float]:
+        """Row id -> cosine for Lance's top-``limit`` on ``column``; on a list of
+        vectors (passages) Lance's distance is 1 - the best one's cosine."""
         def run() -> Any:
             return self._ds.to_table(
                 columns=["_distance"], filter=self._where(where), prefilter=True,
                 with_row_id=True,
                 nearest={"column": column, "q": vector, "k": limit, "metric": "cosine",
-                         "use_index": False},
+                         **options},
                 disable_scoring_autoprojection=True)
 
         found = with_retries(run, what="searching memories")
@@ -120,7 +124,8 @@ class Snapshot:
                         strict=True))
 
     def keyword(self, text: str, where: str, *, limit: int) -> Ranked:
-        """BM25 top-``limit`` for ``text`` among rows matching ``where``."""
+        """BM25 top-``limit`` for ``text`` among rows matching ``where``, with
+        their BM25 scores."""
         def run() -> Any:
             return self._ds.to_table(
                 columns=["_score"], filter=self._where(where), prefilter=True,
@@ -128,7 +133,8 @@ class Snapshot:
                 full_text_query={"query": text, "columns": [SEARCH_TEXT]}, limit=limit,
                 disable_scoring_autoprojection=True)
 
-        return Ranked(_row_ids(with_retries(run, what="searching memories by keyword")))
+        found = with_retries(run, what="searching memories by keyword")
+        return Ranked(_row_ids(found), found.column("_score").to_pylist())
 
     def rows(self, row_ids: Sequence[int], columns: Iterable[str]) -> list[dict[str, Any]]:
         """The rows with these row ids, in the order given (``_rowid`` included)."""
@@ -149,6 +155,17 @@ class Snapshot:
         found = self._take(row_ids, ["vector", "_rowid"])
         position = {row_id: i for i, row_id in enumerate(_row_ids(found))}
         return vector_matrix(found)[[position[row_id] for row_id in row_ids]]
+
+    def memory_vectors_at(self, row_ids: Sequence[int]) -> tuple[np.ndarray, Passages | None]:
+        """The vectors of the rows with these row ids, in the order given, and
+        their passages (owners are positions in ``row_ids``), as
+        ``retrieval.memory_cosine`` takes them."""
+        if not self._has_passages():
+            return self.vectors_at(row_ids), None
+        found = self._take(row_ids, ["vector", PASSAGES, "_rowid"])
+        position = {row_id: i for i, row_id in enumerate(_row_ids(found))}
+        found = found.take([position[row_id] for row_id in row_ids])
+        return vector_matrix(found), passage_matrix(found)
 
     def _take(self, row_ids: Sequence[int], columns: list[str]) -> pa.Table:
         return with_retries(lambda: self._ds._take_rows(list(row_ids), columns=columns),
