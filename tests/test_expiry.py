@@ -398,11 +398,12 @@ def _version_2_store(db: Path, embedder: FastEmbedder) -> None:
     from lancemem.core.records import MemoryRecord, Plan
     from lancemem.storage.store import history_schema
 
-    legacy = pa.schema([f for f in memories_schema(embedder.dim) if f.name != "expiration_date"])
+    later = {"expiration_date", "passages"}  # schema 3 and 4 added these
+    legacy = pa.schema([f for f in memories_schema(embedder.dim) if f.name not in later])
     plan = Plan([Message("Ana sold her old piano", "user", "Ana")],
                 {"user_id": "u", "agent_id": None, "run_id": None}, {}, None)
     record = MemoryRecord.new(plan.messages[0], plan, datetime.now(UTC))
-    row = {k: v for k, v in record.to_row().items() if k != "expiration_date"}
+    row = {k: v for k, v in record.to_row().items() if k not in later}
     row["vector"] = embedder.embed_documents([record.search_text])[0]
     conn = lancedb.connect(str(db))
     conn.create_table(MEMORIES, data=[row], schema=legacy)

@@ -62,9 +62,10 @@ DISTRACTORS = [
     "The gym membership renews every January.",
 ]
 # Short memories sharing the query's words: BM25's length normalisation ranks
-# "shed" in ten words above "padlock combination" in 3,500, so in hybrid mode
-# they outrank the long memory (keyword weight 1, vector 0.5: retrieval.py).
-# Vector mode must still rank the long memory first with them present.
+# "shed" in ten words above "padlock combination" in 3,500 (0.29 of the best
+# BM25), so in hybrid mode (0.3 words + 0.7 meaning: retrieval.py) "The shed
+# roof leaks" scores 0.50 against the long memory's 0.49. Vector mode must
+# still rank the long memory first with them present.
 NEAR_MISSES = ["The garden needs watering twice a week in summer.",
                "The shed roof leaks when it rains heavily."]
 
@@ -265,3 +266,25 @@ def test_memory_cosine_is_the_best_over_a_memory_vectors() -> None:
 
 def test_passage_size_fits_what_the_model_sees() -> None:
     assert passages_module.PASSAGE_CHARS < 766  # the densest measured 254 word pieces
+
+
+@pytest.mark.parametrize("mode", ["vector", "hybrid"])
+def test_a_large_indexed_and_resorted_scope_still_finds_it(
+        memory: Memory, mode: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past LARGE_SCOPE, optimize re-sorts the rows by scope (locality.py) and
+    builds the vector index: the passages survive the rewrite, and the
+    index path still ranks the long memory by its best passage."""
+    from lancemem.storage import vector_index
+
+    monkeypatch.setattr(snapshot, "FLAT_ROWS", 10)
+    monkeypatch.setattr(vector_index, "LARGE_SCOPE", 10)
+    long_id = fill(memory, long_text(), near=mode == "vector")
+    memory.add("Bob keeps his padlock codes in a notebook", user_id="bob")
+    memory.store.optimize()
+    table = memory.store.table(MEMORIES)
+    assert vector_index.has_vector_index(table)
+    stored = table.to_arrow().to_pylist()
+    assert [row["id"] for row in stored if row[PASSAGES]] == [long_id]
+    found = texts_first(memory, mode)
+    assert found[0]["id"] == long_id
+    assert all(item["memory"] != "Bob keeps his padlock codes in a notebook" for item in found)
