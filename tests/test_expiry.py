@@ -398,11 +398,12 @@ def _version_2_store(db: Path, embedder: FastEmbedder) -> None:
     from lancemem.core.records import MemoryRecord, Plan
     from lancemem.storage.store import history_schema
 
-    legacy = pa.schema([f for f in memories_schema(embedder.dim) if f.name != "expiration_date"])
+    later = {"expiration_date", "passages"}  # schema 3 and 4 added these
+    legacy = pa.schema([f for f in memories_schema(embedder.dim) if f.name not in later])
     plan = Plan([Message("Ana sold her old piano", "user", "Ana")],
                 {"user_id": "u", "agent_id": None, "run_id": None}, {}, None)
     record = MemoryRecord.new(plan.messages[0], plan, datetime.now(UTC))
-    row = {k: v for k, v in record.to_row().items() if k != "expiration_date"}
+    row = {k: v for k, v in record.to_row().items() if k not in later}
     row["vector"] = embedder.embed_documents([record.search_text])[0]
     conn = lancedb.connect(str(db))
     conn.create_table(MEMORIES, data=[row], schema=legacy)
@@ -421,7 +422,7 @@ def test_a_version_2_store_gains_expiration_date_on_open(db_path: Path,
     with Memory(store=Store(str(db_path)), embedder=real_embedder) as old:
         old.ensure_open()
         assert "expiration_date" in old.store.table(MEMORIES).schema.names
-        assert old.store.meta()["schema_version"] == "3"
+        assert old.store.meta()["schema_version"] == "4"
         [item] = old.get_all(user_id="u")["results"]
         assert item["memory"] == "Ana sold her old piano" and "expiration_date" not in item
         for mode in MODES:

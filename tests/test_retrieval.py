@@ -230,7 +230,8 @@ def test_default_mode_comes_from_the_memory(db_path: Path, real_embedder: Any) -
 
 
 def test_version_1_store_gains_search_text(db_path: Path, real_embedder: Any) -> None:
-    legacy = pa.schema([f for f in memories_schema(real_embedder.dim) if f.name != SEARCH_TEXT])
+    later = {SEARCH_TEXT, "expiration_date", "passages"}  # schemas 2-4 added these
+    legacy = pa.schema([f for f in memories_schema(real_embedder.dim) if f.name not in later])
     old = Memory(store=Store(str(db_path)), embedder=real_embedder)
     rows = []
     for text, actor in (("I sold my old piano", "Dana"), ("I bought a violin", None)):
@@ -252,7 +253,8 @@ def test_version_1_store_gains_search_text(db_path: Path, real_embedder: Any) ->
     assert stored == {"I sold my old piano": "Dana: I sold my old piano",
                       "I bought a violin": "I bought a violin"}
     assert texts(old.search("Dana piano", user_id="u", mode="keyword")) == ["I sold my old piano"]
-    assert old.store.meta()["schema_version"] == "3"
+    assert texts(old.search("piano", user_id="u", mode="vector"))[0] == "I sold my old piano"
+    assert old.store.meta()["schema_version"] == "4"
 
 
 def test_scopes_too_large_to_read_whole_rank_alike(memory: Memory,

@@ -15,7 +15,7 @@ def test_open_creates_tables_indexes_and_model_record(tmp_path: Path) -> None:
     assert not store.exists()
     store.open(model_name="m", dim=8)
     assert store.exists()
-    assert store.meta() == {"embedding_model": "m", "embedding_dim": "8", "schema_version": "3"}
+    assert store.meta() == {"embedding_model": "m", "embedding_dim": "8", "schema_version": "4"}
     indexed = {tuple(i.columns) for i in store.table(MEMORIES).list_indices()}
     assert {(c,) for c in INDEXED_COLUMNS} <= indexed
     assert ("memory_id",) in {tuple(i.columns) for i in store.table(HISTORY).list_indices()}

@@ -90,6 +90,8 @@ class MemoryRecord:
     updated_at: datetime
     expiration_date: datetime | None = None
     vector: Sequence[float] | None = None
+    # A long memory's passage vectors (search/passages.py); None for a short one.
+    passages: Sequence[Sequence[float]] | None = None
 
     @classmethod
     def new(cls, message: Message, plan: Plan, now: datetime) -> MemoryRecord:
@@ -109,7 +111,7 @@ class MemoryRecord:
                    actor_id=row.get("actor_id"), role=row.get("role"),
                    metadata=json.loads(raw) if raw else {}, created_at=row["created_at"],
                    updated_at=row["updated_at"], expiration_date=row.get("expiration_date"),
-                   vector=row.get("vector"))
+                   vector=row.get("vector"), passages=row.get("passages"))
 
     @property
     def hash(self) -> str:
@@ -128,8 +130,10 @@ class MemoryRecord:
     def revised(self, *, updated_at: datetime, text: str | None = None,
                 metadata: Mapping[str, Any] | None = None,
                 vector: Sequence[float] | None = None,
+                passages: Sequence[Sequence[float]] | None = None,
                 expiration_date: datetime | Literal[_Keep.KEEP] | None = KEEP) -> MemoryRecord:
-        """The same memory with new text (and the vector of its new search text),
+        """The same memory with new text (and the vector and passages of its new
+        search text),
         new metadata and/or a new expiration date (None: never expires); scope
         and attribution never change."""
         if text is not None and vector is None:
@@ -137,12 +141,14 @@ class MemoryRecord:
         return replace(self, updated_at=updated_at,
                        memory=self.memory if text is None else text,
                        vector=self.vector if text is None else vector,
+                       passages=self.passages if text is None else passages,
                        metadata=self.metadata if metadata is None else metadata,
                        expiration_date=(self.expiration_date if expiration_date is KEEP
                                         else expiration_date))
 
     def to_row(self) -> dict[str, Any]:
-        """The row to store, derived columns included (``vector`` only once set)."""
+        """The row to store, derived columns included (``vector`` only once set,
+        ``passages`` with it: null for a short memory)."""
         row: dict[str, Any] = {
             "id": self.id, "memory": self.memory, "search_text": self.search_text,
             "hash": self.hash, "user_id": self.user_id, "agent_id": self.agent_id,
@@ -154,6 +160,7 @@ class MemoryRecord:
         }
         if self.vector is not None:
             row["vector"] = list(self.vector)
+            row["passages"] = None if self.passages is None else [list(p) for p in self.passages]
         return row
 
     def to_item(self, *, score: float | None = None) -> dict[str, Any]:

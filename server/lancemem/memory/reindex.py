@@ -7,6 +7,9 @@ vector column is replaced by an empty one of the new size, the phase becomes
 is one commit. An interrupted run leaves the mark in place, so the store
 refuses normal use until ``lancemem reindex`` is run again, which redoes an
 unfinished ``prepare`` and otherwise picks up the rows still without a vector.
+A long memory gets its passages in the same commit as its vector
+(search/passages.py); a reindex with the store's own model is how a store
+from before passages gets them for its long memories.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol
 
 from ..search.embeddings import Embedder
+from ..search.passages import embed_memories
 from ..storage.memory_table import MemoryTable
 from ..storage.meta import EMBED, PREPARE
 from ..storage.relation_table import EntityTable, RelationTable
@@ -46,19 +50,37 @@ def reindex(store: Store, embedder: Embedder, *, batch_size: int = 256,
     model, dim = embedder.model_name, embedder.dim
     store.open(model_name=model, dim=dim, check_model=False)
     meta = store.meta_table
-    tables: list[_Vectors] = [MemoryTable(store, dim), EntityTable(store, dim),
-                              RelationTable(store, dim)]
+    memories = MemoryTable(store, dim)
+    tables: list[_Vectors] = [memories, EntityTable(store, dim), RelationTable(store, dim)]
     if not meta.reindex_embedding(model):
         meta.mark_reindex(model, PREPARE)
         for table in tables:
             table.replace_vector_column(dim)
         meta.mark_reindex(model, EMBED)
-    done = _embed(tables[0], embedder, batch_size, progress)
+    done = _embed_memories(memories, embedder, batch_size, progress)
     for table in tables[1:]:
         _embed(table, embedder, batch_size, None)
     meta.finish_reindex(model_name=model, dim=dim)
     store.optimize()
     return done
+
+
+def _embed_memories(table: MemoryTable, embedder: Embedder, batch_size: int,
+                    progress: Progress | None) -> int:
+    """Embed every memory still without a vector, with its passages, batch by batch."""
+    remaining = table.count_without_vector()
+    done = 0
+    while True:
+        batch = table.without_vector(limit=batch_size)
+        if not batch:
+            return done
+        embedded = dict(zip((row_id for row_id, _ in batch),
+                            embed_memories(embedder, [text for _, text in batch]), strict=True))
+        table.set_vectors({row_id: vector for row_id, (vector, _) in embedded.items()},
+                          {row_id: passages for row_id, (_, passages) in embedded.items()})
+        done += len(batch)
+        if progress:
+            progress(done, remaining)
 
 
 def _embed(table: _Vectors, embedder: Embedder, batch_size: int,

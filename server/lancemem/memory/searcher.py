@@ -11,7 +11,7 @@ from ..core.errors import NotFoundError, ValidationError
 from ..core.messages import check_limit, check_text, check_threshold
 from ..core.paging import decode_cursor, page_of
 from ..core.scoping import Scope, scope_where, validate_id
-from ..search.retrieval import CANDIDATES, KEYWORD_SHARE, cosine_scores, fuse, top_cosine
+from ..search.retrieval import CANDIDATES, KEYWORD_SHARE, fuse, memory_cosine, top_cosine
 from ..storage import history as hist
 from ..storage.snapshot import Ranked, Snapshot
 from .context import Context, live_at
@@ -123,7 +123,7 @@ class Searcher:
         return {"results": [hist.entry(row) for row in rows]}
 
 
-def _rank_by_meaning(snapshot: Snapshot, flat: tuple[list[int], Any] | None,
+def _rank_by_meaning(snapshot: Snapshot, flat: tuple[list[int], Any, Any] | None,
                      vector: list[float], where: str,
                      depth: int) -> tuple[Ranked, dict[int, float]]:
     """The scope's top ``depth`` row ids by cosine, and every score computed."""
@@ -132,8 +132,8 @@ def _rank_by_meaning(snapshot: Snapshot, flat: tuple[list[int], Any] | None,
 
         found = snapshot.nearest(np.asarray(vector, dtype=np.float32), where, limit=depth)
         return found, dict(zip(found.row_ids, found.scores or [], strict=True))
-    row_ids, matrix = flat
-    best, scores = top_cosine(matrix, vector, depth)
+    row_ids, matrix, passages = flat
+    best, scores = top_cosine(matrix, vector, depth, passages)
     return Ranked([row_ids[i] for i in best]), dict(zip(row_ids, scores, strict=True))
 
 
@@ -143,5 +143,6 @@ def _add_cosines(snapshot: Snapshot, row_ids: list[int], vector: list[float],
     (only when a scope was too large to read whole)."""
     missing = [row_id for row_id in row_ids if row_id not in cosines]
     if missing:
-        cosines.update(zip(missing, cosine_scores(snapshot.vectors_at(missing), vector),
+        matrix, passages = snapshot.memory_vectors_at(missing)
+        cosines.update(zip(missing, memory_cosine(matrix, vector, passages).tolist(),
                            strict=True))

@@ -30,6 +30,7 @@ from ..core.messages import check_limit
 from ..core.paging import decode_cursor, page_of
 from ..core.records import MemoryRecord, in_scope
 from ..core.scoping import SCOPE_KEYS, validate_id
+from ..search.passages import embed_memories
 from ..storage import history as hist
 from ..storage.connection import Connection
 from ..storage.schema import history_schema, item_columns
@@ -166,10 +167,10 @@ class Transfer:
         restored = 0
         for start in range(0, len(records), batch_size):
             batch = records[start:start + batch_size]
-            vectors = self._ctx.embedder.embed_documents([r.search_text for r in batch])
+            vectors = embed_memories(self._ctx.embedder, [r.search_text for r in batch])
             restored += tables.memories.restore(
-                [replace(record, vector=vector)
-                 for record, vector in zip(batch, vectors, strict=True)])
+                [replace(record, vector=vector, passages=passages)
+                 for record, (vector, passages) in zip(batch, vectors, strict=True)])
             if progress:
                 progress(start + len(batch), len(records))
         return restored

@@ -27,6 +27,7 @@ from ..core.records import (
     split_record,
     text_hash,
 )
+from ..search.passages import Embedded, embed_memories
 from ..storage import history as hist
 from ..storage.retries import backoff
 from .context import Context, Tables, not_found
@@ -138,11 +139,12 @@ class Writer:
             revival.result.clear()
             revival.result.update(results[0])
 
-    def _embed_documents(self, documents: list[str]) -> dict[str, list[float]]:
-        return dict(zip(documents, self._ctx.embedder.embed_documents(documents), strict=True))
+    def _embed_documents(self, documents: list[str]) -> dict[str, Embedded]:
+        """Each document's vector and (when long) passages, by document."""
+        return dict(zip(documents, embed_memories(self._ctx.embedder, documents), strict=True))
 
     def _write_new(self, tables: Tables, records: list[MemoryRecord], now: datetime, *,
-                   checked_at: int, embedded: Mapping[str, list[float]] | None = None,
+                   checked_at: int, embedded: Mapping[str, Embedded] | None = None,
                    principal: Principal | None = None) -> dict[str, str]:
         """Embed and append new records, and hand their ADDs to history;
         returns the ones another writer beat (record id -> kept id)."""
@@ -150,9 +152,9 @@ class Writer:
             return {}
         documents = [record.search_text for record in records]
         vectors = ([embedded[d] for d in documents] if embedded is not None
-                   else self._ctx.embedder.embed_documents(documents))
-        records = [replace(record, vector=vector)
-                   for record, vector in zip(records, vectors, strict=True)]
+                   else embed_memories(self._ctx.embedder, documents))
+        records = [replace(record, vector=vector, passages=passages)
+                   for record, (vector, passages) in zip(records, vectors, strict=True)]
         earlier = tables.memories.insert_unique(records, checked_at=checked_at)
         tables.history.record_soon(
             [hist.history_row(memory=record, event=hist.ADD, old_memory=None,
@@ -174,7 +176,7 @@ class Writer:
         custom = check_metadata(metadata) if metadata is not None else None
         expiration = KEEP if expiration_date is None else check_expiration(
             expiration_date, removable=True)
-        vector = None
+        vector, passages = None, None
         for attempt in range(_UPDATE_ATTEMPTS):
             if attempt:
                 backoff(attempt - 1)  # another writer won the swap: let it finish
@@ -182,9 +184,10 @@ class Writer:
             text_changes = new_text is not None and new_text != stored.memory
             if text_changes and vector is None:  # the actor never changes: one embedding
                 document = document_text(new_text, stored.actor_id)
-                vector = self._ctx.embedder.embed_documents([document])[0]
+                vector, passages = embed_memories(self._ctx.embedder, [document])[0]
             record = stored.revised(
                 text=new_text if text_changes else None, vector=vector if text_changes else None,
+                passages=passages if text_changes else None,
                 metadata=custom, expiration_date=expiration, updated_at=later_than(stored))
             tables = self._ctx.tables()
             if tables.memories.replace_if_unchanged(record, stored_at=stored.updated_at):

@@ -68,14 +68,34 @@ def cosine_scores(vectors: np.ndarray | Sequence[Sequence[float]],
     return [float(score) for score in cosine_array(vectors, query)]
 
 
-def top_cosine(vectors: np.ndarray, query: Sequence[float],
-               k: int) -> tuple[list[int], list[float]]:
-    """Positions of the ``k`` rows of ``vectors`` most similar to ``query``, best
-    first (ties in row order), and every row's cosine similarity (by position)."""
+def top_cosine(vectors: np.ndarray, query: Sequence[float], k: int,
+               passages: tuple[np.ndarray, np.ndarray] | None = None,
+               ) -> tuple[list[int], list[float]]:
+    """Positions of the ``k`` memories most similar to ``query``, best first
+    (ties in row order), and every memory's similarity (by position), as
+    ``memory_cosine`` scores them."""
+    import numpy as np
+
+    scores = memory_cosine(vectors, query, passages)
+    return np.argsort(-scores, kind="stable")[:k].tolist(), scores.tolist()
+
+
+def memory_cosine(vectors: np.ndarray | Sequence[Sequence[float]], query: Sequence[float],
+                  passages: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+    """The vector similarity of each memory to ``query``: the best cosine over
+    its vectors, i.e. its one vector (row i of ``vectors``) and, for a long
+    memory, its passages (search/passages.py).
+
+    ``passages`` is (owner positions, passage matrix): passage j belongs to
+    the memory at row ``owners[j]``. Without passages this is the cosine.
+    """
     import numpy as np
 
     scores = cosine_array(vectors, query)
-    return np.argsort(-scores, kind="stable")[:k].tolist(), scores.tolist()
+    if passages is not None and len(passages[0]):
+        owners, matrix = passages
+        np.maximum.at(scores, owners, cosine_array(matrix, query))
+    return scores
 
 
 def cosine_array(vectors: np.ndarray | Sequence[Sequence[float]],

@@ -28,7 +28,7 @@ from .schema import (
     memories_schema,
 )
 from .snapshot import Snapshot
-from .vectors import replace_vector_column, set_vectors
+from .vectors import replace_passages_column, replace_vector_column, set_vectors
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -264,13 +264,18 @@ class MemoryTable:
                                  limit=limit)
         return [(row["id"], row[SEARCH_TEXT]) for row in rows]
 
-    def set_vectors(self, vectors: Mapping[str, Sequence[float]]) -> None:
-        """Store new vectors (memory id -> vector), in one commit."""
-        set_vectors(self._conn, MEMORIES, self._dim, vectors)
+    def set_vectors(self, vectors: Mapping[str, Sequence[float]],
+                    passages: Mapping[str, Sequence[Sequence[float]] | None] | None = None,
+                    ) -> None:
+        """Store new vectors (memory id -> vector) and, given, passages (memory
+        id -> passage vectors, None for a short memory), in one commit."""
+        set_vectors(self._conn, MEMORIES, self._dim, vectors, passages)
 
     def replace_vector_column(self, dim: int) -> None:
-        """Drop the vector column (if any) and add an empty one of ``dim`` (for reindex)."""
+        """Drop the vector and passages columns (if any) and add empty ones of
+        ``dim`` (for reindex)."""
         replace_vector_column(self._conn, MEMORIES, dim)
+        replace_passages_column(self._conn, MEMORIES, dim)
 
 
 def _both(where: str, extra: str | None) -> str:

@@ -23,12 +23,13 @@ log = logging.getLogger(__name__)
 MEMORIES = "memories"
 HISTORY = "history"
 META = "lancemem_meta"
-# 2: search_text and its full-text index; 3: expiration_date
-SCHEMA_VERSION = "3"
+# 2: search_text and its full-text index; 3: expiration_date; 4: passages
+SCHEMA_VERSION = "4"
 INDEXED_COLUMNS = ("user_id", "agent_id", "run_id", "actor_id", "hash")
 SEARCH_TEXT = "search_text"
 EXPIRATION_DATE = "expiration_date"
-HIDDEN_COLUMNS = ("vector", SEARCH_TEXT, "meta_str", "meta_num", "meta_tags")
+PASSAGES = "passages"
+HIDDEN_COLUMNS = ("vector", PASSAGES, SEARCH_TEXT, "meta_str", "meta_num", "meta_tags")
 # What a version-1 store's rows get as search_text (records.document_text in SQL).
 _SEARCH_TEXT_SQL = "concat_ws(': ', actor_id, memory)"  # concat_ws skips a NULL actor
 
@@ -39,6 +40,8 @@ def memories_schema(dim: int, *, vector: bool = True) -> pa.Schema:
     ``search_text`` is what the full-text index and the embedding see: the
     memory with its actor in front (records.document_text).
     ``expiration_date`` is the instant a memory expires (null: never).
+    ``passages`` holds a long memory's passage vectors (null for a short one:
+    search/passages.py says why and how they are cut).
     """
     import pyarrow as pa  # imported on first use: it costs start-up time
 
@@ -62,7 +65,7 @@ def memories_schema(dim: int, *, vector: bool = True) -> pa.Schema:
         expiration_field(),
     ]
     if vector:
-        fields.append(vector_field(dim))
+        fields += [vector_field(dim), passages_field(dim)]
     return pa.schema(fields)
 
 
@@ -80,6 +83,23 @@ def vector_field(dim: int) -> pa.Field:
     return pa.field("vector", pa.list_(pa.float32(), dim))
 
 
+def passages_field(dim: int) -> pa.Field:
+    """A long memory's passage vectors, in text order; null for a short memory.
+
+    Why a column of the memories table and not a table of its own: a memory
+    and its passages are then one row, written, replaced (update's
+    compare-and-swap), deleted and scoped by the same commit and the same
+    compiled where clause, so no passage can outlive its memory or be read
+    outside its scope, and no second table has to be opened on object storage.
+    A null list costs a short memory's row only its validity bit. Lance's exact
+    scan treats a list of vectors as a multivector: its cosine distance to one
+    query is 1 - the best passage's cosine (Snapshot.nearest).
+    """
+    import pyarrow as pa
+
+    return pa.field(PASSAGES, pa.list_(pa.list_(pa.float32(), dim)))
+
+
 def expiration_field() -> pa.Field:
     """When a memory expires, in UTC; null for a memory that never does."""
     import pyarrow as pa
@@ -87,11 +107,12 @@ def expiration_field() -> pa.Field:
     return pa.field(EXPIRATION_DATE, pa.timestamp("us", tz="UTC"))
 
 
-def vectors_schema(dim: int) -> pa.Schema:
-    """A memory's id and vector only: what a reindex writes."""
+def vectors_schema(dim: int, *, passages: bool = False) -> pa.Schema:
+    """A row's id and vector only (and a memory's passages): what a reindex writes."""
     import pyarrow as pa
 
-    return pa.schema([pa.field("id", pa.utf8(), nullable=False), vector_field(dim)])
+    fields = [pa.field("id", pa.utf8(), nullable=False), vector_field(dim)]
+    return pa.schema([*fields, passages_field(dim)] if passages else fields)
 
 
 @functools.cache
@@ -153,6 +174,7 @@ def migrate(conn: Connection) -> None:
     _add_search_text(conn)
     _add_history_columns(conn)
     _add_expiration_date(conn)
+    _add_passages(conn)
     # Columns are added through lancedb's handles: the next reads check for the
     # new versions rather than keep a cached one for the read consistency bound.
     conn.refresh()
@@ -199,3 +221,26 @@ def _add_expiration_date(conn: Connection) -> None:
     except (StorageError, ConflictError):
         if EXPIRATION_DATE not in conn.table(MEMORIES).schema.names:
             raise  # not another process's doing
+
+
+def _add_passages(conn: Connection) -> None:
+    """Give a version-3 store its passages column, null in every row.
+
+    Its long memories keep the one vector they had (the head of their text)
+    until ``lancemem reindex`` embeds their passages: embedding on open would
+    make the first start after an upgrade take minutes on a large store, and
+    that start may be a stdio server whose client is waiting for it.
+    """
+    table = conn.table(MEMORIES)
+    if PASSAGES in table.schema.names or "vector" not in table.schema.names:
+        return
+    dim = table.schema.field("vector").type.list_size
+    try:
+        with_retries(lambda: table.add_columns([passages_field(dim)]),
+                     what="adding the passages column")
+    except (StorageError, ConflictError):
+        if PASSAGES not in conn.table(MEMORIES).schema.names:
+            raise  # not another process's doing
+        return
+    log.info("added passages to %s; `lancemem reindex` embeds the passages of long "
+             "memories stored before", conn.uri)

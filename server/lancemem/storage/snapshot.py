@@ -12,6 +12,10 @@ and ranking 100 vectors in numpy takes microseconds. Lance's own exact
 nearest-neighbour query has to wait for the vector and cost more than the
 read alone (100,000 rows, 100 per scope: 9.9 ms against 4.9 ms for the read).
 Scopes larger than FLAT_ROWS fall back to that query, so memory stays bounded.
+
+A long memory's passages (search/passages.py) are read beside the vectors: a
+short memory's null passages cost the read only their validity bits, and a
+scope with no long memory gets no passages matrix at all.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 from ..core.records import MemoryRecord
 from . import sql
 from .retries import with_retries
-from .schema import SEARCH_TEXT, item_columns
+from .schema import PASSAGES, SEARCH_TEXT, item_columns
 from .vector_index import LARGE_SCOPE, nearest_options
 
 if TYPE_CHECKING:
@@ -31,6 +35,9 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
 FLAT_ROWS = LARGE_SCOPE  # a scope's vectors read into memory at most (30 MB at 384 dims)
+# A scope's long memories' passage vectors: for each passage the position of
+# its memory among the scope's rows, and the passages as one float32 matrix.
+Passages = tuple["np.ndarray", "np.ndarray"]
 
 
 @dataclass(frozen=True)
@@ -61,17 +68,24 @@ class Snapshot:
     def _where(self, where: str) -> str:
         return where if self._visible is None else sql.both(where, self._visible)
 
-    def scope_vectors(self, where: str) -> tuple[list[int], np.ndarray] | None:
-        """Row ids and vectors (one float32 matrix) of every row matching
-        ``where``, or None when more than FLAT_ROWS match."""
+    def _has_passages(self) -> bool:
+        return PASSAGES in self._ds.schema.names
+
+    def scope_vectors(self, where: str
+                      ) -> tuple[list[int], np.ndarray, Passages | None] | None:
+        """Row ids, vectors (one float32 matrix) and long memories' passages
+        (None when the scope has none) of every row matching ``where``, or
+        None when more than FLAT_ROWS match."""
+        columns = ["vector", PASSAGES] if self._has_passages() else ["vector"]
+
         def run() -> Any:
-            return self._ds.to_table(columns=["vector"], filter=self._where(where),
+            return self._ds.to_table(columns=columns, filter=self._where(where),
                                      with_row_id=True, limit=FLAT_ROWS + 1)
 
         found = with_retries(run, what="searching memories")
         if found.num_rows > FLAT_ROWS:
             return None
-        return _row_ids(found), vector_matrix(found)
+        return _row_ids(found), vector_matrix(found), passage_matrix(found)
 
     def columns(self, where: str, columns: Sequence[str]) -> pa.Table:
         """These columns, with ``_rowid``, of every row matching ``where``."""
@@ -80,18 +94,34 @@ class Snapshot:
             what="reading rows")
 
     def nearest(self, vector: np.ndarray, where: str, *, limit: int) -> Ranked:
-        """Cosine top-``limit`` among rows matching ``where``: Lance's exact scan,
-        or its vector index once maintenance built one (vector_index.py)."""
+        """Top-``limit`` among rows matching ``where`` by memory cosine (the
+        best of a row's vector and passages), through Lance: on the vectors its
+        exact scan, or its vector index once maintenance built one
+        (vector_index.py); on the few long memories' passages an exact scan."""
+        best = self._nearest("vector", vector, where, limit, nearest_options())
+        if self._has_passages():
+            long_ones = self._nearest(PASSAGES, vector, sql.both(where, f"{PASSAGES} IS NOT NULL"),
+                                      limit, {"use_index": False})
+            for row_id, score in long_ones.items():
+                best[row_id] = max(score, best.get(row_id, score))
+        ranked = sorted(best, key=lambda row_id: -best[row_id])[:limit]
+        return Ranked(ranked, [best[row_id] for row_id in ranked])
+
+    def _nearest(self, column: str, vector: np.ndarray, where: str, limit: int,
+                 options: dict[str, Any]) -> dict[int, float]:
+        """Row id -> cosine for Lance's top-``limit`` on ``column``; on a list of
+        vectors (passages) Lance's distance is 1 - the best one's cosine."""
         def run() -> Any:
             return self._ds.to_table(
                 columns=["_distance"], filter=self._where(where), prefilter=True,
                 with_row_id=True,
-                nearest={"column": "vector", "q": vector, "k": limit, "metric": "cosine",
-                         **nearest_options()},
+                nearest={"column": column, "q": vector, "k": limit, "metric": "cosine",
+                         **options},
                 disable_scoring_autoprojection=True)
 
         found = with_retries(run, what="searching memories")
-        return Ranked(_row_ids(found), [1.0 - d for d in found.column("_distance").to_pylist()])
+        return dict(zip(_row_ids(found), (1.0 - d for d in found.column("_distance").to_pylist()),
+                        strict=True))
 
     def keyword(self, text: str, where: str, *, limit: int) -> Ranked:
         """BM25 top-``limit`` for ``text`` among rows matching ``where``, with
@@ -126,6 +156,17 @@ class Snapshot:
         position = {row_id: i for i, row_id in enumerate(_row_ids(found))}
         return vector_matrix(found)[[position[row_id] for row_id in row_ids]]
 
+    def memory_vectors_at(self, row_ids: Sequence[int]) -> tuple[np.ndarray, Passages | None]:
+        """The vectors of the rows with these row ids, in the order given, and
+        their passages (owners are positions in ``row_ids``), as
+        ``retrieval.memory_cosine`` takes them."""
+        if not self._has_passages():
+            return self.vectors_at(row_ids), None
+        found = self._take(row_ids, ["vector", PASSAGES, "_rowid"])
+        position = {row_id: i for i, row_id in enumerate(_row_ids(found))}
+        found = found.take([position[row_id] for row_id in row_ids])
+        return vector_matrix(found), passage_matrix(found)
+
     def _take(self, row_ids: Sequence[int], columns: list[str]) -> pa.Table:
         return with_retries(lambda: self._ds._take_rows(list(row_ids), columns=columns),
                             what="reading rows")
@@ -135,6 +176,8 @@ class Snapshot:
         """The memories at these row ids, in the order given, each with its row
         id; their vectors only when asked for."""
         columns = [*item_columns(), "vector"] if with_vectors else item_columns()
+        if with_vectors and self._has_passages():
+            columns.append(PASSAGES)
         return [(row["_rowid"], MemoryRecord.from_row(row)) for row in self.rows(row_ids, columns)]
 
 
@@ -155,3 +198,19 @@ def vector_matrix(found: Any) -> np.ndarray:
     matrix = np.zeros((len(vectors), width), dtype=values.dtype)
     matrix[vectors.is_valid().to_numpy(zero_copy_only=False)] = values
     return matrix
+
+
+def passage_matrix(found: Any) -> Passages | None:
+    """The ``passages`` column of an Arrow table as (owner row positions, one
+    float32 matrix), or None when no row has passages (or there is no column)."""
+    if PASSAGES not in found.column_names:
+        return None
+    lists = found.column(PASSAGES).combine_chunks()
+    if lists.null_count == len(lists):  # the usual case: short memories only
+        return None
+    import pyarrow.compute as pc
+
+    owners = pc.list_parent_indices(lists).to_numpy(zero_copy_only=False)
+    vectors = lists.flatten()
+    width = vectors.type.list_size
+    return owners, vectors.flatten().to_numpy(zero_copy_only=False).reshape(-1, width)
