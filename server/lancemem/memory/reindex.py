@@ -68,33 +68,37 @@ def reindex(store: Store, embedder: Embedder, *, batch_size: int = 256,
 def _embed_memories(table: MemoryTable, embedder: Embedder, batch_size: int,
                     progress: Progress | None) -> int:
     """Embed every memory still without a vector, with its passages, batch by batch."""
-    remaining = table.count_without_vector()
-    done = 0
-    while True:
-        batch = table.without_vector(limit=batch_size)
-        if not batch:
-            return done
-        embedded = dict(zip((row_id for row_id, _ in batch),
-                            embed_memories(embedder, [text for _, text in batch]), strict=True))
-        table.set_vectors({row_id: vector for row_id, (vector, _) in embedded.items()},
-                          {row_id: passages for row_id, (_, passages) in embedded.items()})
-        done += len(batch)
-        if progress:
-            progress(done, remaining)
+    def store(batch: list[tuple[str, str]]) -> None:
+        embedded = embed_memories(embedder, [text for _, text in batch])
+        ids = [row_id for row_id, _ in batch]
+        table.set_vectors(dict(zip(ids, (vector for vector, _ in embedded), strict=True)),
+                          dict(zip(ids, (passages for _, passages in embedded), strict=True)))
+
+    return _batches(table, batch_size, progress, store)
 
 
 def _embed(table: _Vectors, embedder: Embedder, batch_size: int,
            progress: Progress | None) -> int:
     """Embed every row of ``table`` still without a vector, batch by batch."""
+    def store(batch: list[tuple[str, str]]) -> None:
+        vectors = embedder.embed_documents([text for _, text in batch])
+        table.set_vectors({row_id: vector for (row_id, _), vector
+                           in zip(batch, vectors, strict=True)})
+
+    return _batches(table, batch_size, progress, store)
+
+
+def _batches(table: _Vectors, batch_size: int, progress: Progress | None,
+             store: Callable[[list[tuple[str, str]]], None]) -> int:
+    """Hand ``store`` the rows of ``table`` still without a vector, batch by
+    batch, until none is left; how many were handed."""
     remaining = table.count_without_vector()
     done = 0
     while True:
         batch = table.without_vector(limit=batch_size)
         if not batch:
             return done
-        vectors = embedder.embed_documents([text for _, text in batch])
-        table.set_vectors({row_id: vector for (row_id, _), vector
-                           in zip(batch, vectors, strict=True)})
+        store(batch)
         done += len(batch)
         if progress:
             progress(done, remaining)
