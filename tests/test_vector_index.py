@@ -182,3 +182,25 @@ def test_the_read_cache_grows_to_hold_the_vector_index(big: Memory) -> None:
     assert big.store._read_cache_bytes >= connection.READ_INDEX_CACHE_BYTES + estimate
     found = big.search("c1 after", user_id="big", mode="vector", limit=10)["results"]
     assert len(found) == 10 and all(item["user_id"] == "big" for item in found)
+
+
+def test_a_large_scope_that_is_a_small_part_of_the_table_is_searched_whole(
+        big: Memory) -> None:
+    """The index is first searched postfiltered (cheap when the scope is most
+    of the table); a large scope that is a small part of it gets too few of
+    its own rows that way and is searched again with the prefilter."""
+    texts = [f"c{n % 40} mid {n}" for n in range(450)]  # past LARGE, 12% of the rows
+    big.add_many({"text": text, "user_id": "mid"} for text in texts)
+    big.store.optimize()
+    assert vector_index.has_vector_index(big.store.table(MEMORIES))
+    embedder = ClusteredVectors()
+    recalls = []
+    for n in range(20):
+        query = f"c{n} mid probe {n}"
+        found = big.search(query, user_id="mid", mode="vector", limit=10)["results"]
+        assert len(found) == 10 and all(item["user_id"] == "mid" for item in found)
+        wanted = exact_top(embedder, texts, query, 10)
+        recalls.append(len({item["memory"] for item in found} & set(wanted)) / 10)
+        majority = big.search(query, user_id="big", mode="vector", limit=10)["results"]
+        assert len(majority) == 10 and all(item["user_id"] == "big" for item in majority)
+    assert float(np.mean(recalls)) >= 0.95, recalls

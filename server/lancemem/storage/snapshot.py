@@ -28,7 +28,7 @@ from ..core.records import MemoryRecord
 from . import sql
 from .retries import with_retries
 from .schema import PASSAGES, SEARCH_TEXT, item_columns
-from .vector_index import LARGE_SCOPE, nearest_options
+from .vector_index import LARGE_SCOPE, POSTFILTER_WIDTH, nearest_options
 
 if TYPE_CHECKING:
     import numpy as np
@@ -98,7 +98,7 @@ class Snapshot:
         best of a row's vector and passages), through Lance: on the vectors its
         exact scan, or its vector index once maintenance built one
         (vector_index.py); on the few long memories' passages an exact scan."""
-        best = self._nearest("vector", vector, where, limit, nearest_options())
+        best = self._nearest_vectors(vector, where, limit)
         if self._has_passages():
             long_ones = self._nearest(PASSAGES, vector, sql.both(where, f"{PASSAGES} IS NOT NULL"),
                                       limit, {"use_index": False})
@@ -107,13 +107,29 @@ class Snapshot:
         ranked = sorted(best, key=lambda row_id: -best[row_id])[:limit]
         return Ranked(ranked, [best[row_id] for row_id in ranked])
 
+    def _nearest_vectors(self, vector: np.ndarray, where: str, limit: int) -> dict[int, float]:
+        """Row id -> cosine of at least the top ``limit`` vectors matching
+        ``where``: through the index, postfiltered first where one exists
+        (vector_index.POSTFILTER_WIDTH); the postfilter only ever drops rows,
+        so no other scope's row is returned either way."""
+        if self._has_vector_index():
+            wide = limit * POSTFILTER_WIDTH
+            found = self._nearest("vector", vector, where, wide, nearest_options(wide),
+                                  prefilter=False)
+            if len(found) >= limit:  # then the scope's top ``limit`` are among them
+                return found
+        return self._nearest("vector", vector, where, limit, nearest_options(limit))
+
+    def _has_vector_index(self) -> bool:
+        return any(index["fields"] == ["vector"] for index in self._ds.list_indices())
+
     def _nearest(self, column: str, vector: np.ndarray, where: str, limit: int,
-                 options: dict[str, Any]) -> dict[int, float]:
+                 options: dict[str, Any], *, prefilter: bool = True) -> dict[int, float]:
         """Row id -> cosine for Lance's top-``limit`` on ``column``; on a list of
         vectors (passages) Lance's distance is 1 - the best one's cosine."""
         def run() -> Any:
             return self._ds.to_table(
-                columns=["_distance"], filter=self._where(where), prefilter=True,
+                columns=["_distance"], filter=self._where(where), prefilter=prefilter,
                 with_row_id=True,
                 nearest={"column": column, "q": vector, "k": limit, "metric": "cosine",
                          **options},
