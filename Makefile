@@ -47,8 +47,11 @@ $(CHROMIUM):
 	$(SUDO) apt-get update
 	$(SUDO) apt-get install -y --no-install-recommends chromium
 
+# Two workers: most of the suite waits on servers and subprocesses it starts.
+TEST_WORKERS ?= 2
+
 test: lint $(INSPECTOR) $(CONFORMANCE_NODE) $(CHROMIUM)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 # The benchmark suite (an hour or more): lancemem, and mem0 in an environment of its own.
 MEM0_VENV ?= .venv-mem0

@@ -53,8 +53,10 @@ POSTFILTER_WIDTH = 4
 
 def nearest_options(k: int = 0) -> dict[str, Any]:
     """What a large-scope nearest query for ``k`` rows passes to Lance (ignored
-    without an index): HNSW keeps at least EF candidates, and k if more."""
-    return {"use_index": True, "ef": max(EF, k), "refine_factor": REFINE_FACTOR}
+    without an index): HNSW keeps at least EF candidates, and never fewer than
+    the k x REFINE_FACTOR rows it hands to the refine step (Lance refuses that)."""
+    return {"use_index": True, "ef": max(EF, k * REFINE_FACTOR),
+            "refine_factor": REFINE_FACTOR}
 
 
 INDEX_ROW_BYTES = 256  # an index row beyond its 8-bit vector: HNSW links and ids
