@@ -20,8 +20,9 @@ from lancemem.search.embeddings import FastEmbedder
 from lancemem.storage import history as hist
 from lancemem.storage.memory_table import MemoryTable
 from lancemem.storage.meta import EXPIRATIONS
-from lancemem.storage.store import HISTORY, MEMORIES, Store, memories_schema
+from lancemem.storage.store import HISTORY, MEMORIES, Store
 from tests.invariants import check_store
+from tests.old_stores import old_memories_schema, write_old_store
 from tests.test_races import race, rows_with_text
 
 MODES = ("vector", "keyword", "hybrid")
@@ -391,29 +392,21 @@ def test_the_store_is_marked_before_its_first_expiring_memory(memory: Memory) ->
 
 def _version_2_store(db: Path, embedder: FastEmbedder) -> None:
     """A store as lancemem wrote it before expiration_date: one memory of user u."""
-    import lancedb
-    import pyarrow as pa
 
     from lancemem.core.messages import Message
     from lancemem.core.records import MemoryRecord, Plan
     from lancemem.storage.store import history_schema
 
-    later = {"expiration_date", "passages"}  # schema 3 and 4 added these
-    legacy = pa.schema([f for f in memories_schema(embedder.dim) if f.name not in later])
+    legacy = old_memories_schema(embedder.dim, 2)
     plan = Plan([Message("Ana sold her old piano", "user", "Ana")],
                 {"user_id": "u", "agent_id": None, "run_id": None}, {}, None)
     record = MemoryRecord.new(plan.messages[0], plan, datetime.now(UTC))
-    row = {k: v for k, v in record.to_row().items() if k not in later}
+    row = {k: v for k, v in record.to_row().items() if k in legacy.names}
     row["vector"] = embedder.embed_documents([record.search_text])[0]
-    conn = lancedb.connect(str(db))
-    conn.create_table(MEMORIES, data=[row], schema=legacy)
+    conn = write_old_store(db, embedder, 2, [row])
     conn.create_table(HISTORY, schema=history_schema()).add([hist.history_row(
         memory=record, event=hist.ADD, old_memory=None, new_memory=record.memory,
         now=record.created_at)])
-    conn.create_table("lancemem_meta", data=[
-        {"key": "embedding_model", "value": embedder.model_name},
-        {"key": "embedding_dim", "value": str(embedder.dim)},
-        {"key": "schema_version", "value": "2"}])
 
 
 def test_a_version_2_store_gains_expiration_date_on_open(db_path: Path,

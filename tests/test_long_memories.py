@@ -8,7 +8,6 @@ import random
 from pathlib import Path
 from typing import Any
 
-import lancedb
 import numpy as np
 import pyarrow as pa
 import pytest
@@ -21,8 +20,9 @@ from lancemem.search.passages import PASSAGE_CHARS, embed_memories, split_passag
 from lancemem.search.retrieval import memory_cosine
 from lancemem.storage import snapshot
 from lancemem.storage.schema import PASSAGES
-from lancemem.storage.store import MEMORIES, Store, memories_schema
+from lancemem.storage.store import MEMORIES, Store
 from tests.embedders import HashEmbedder
+from tests.old_stores import old_memories_schema, write_old_store
 
 FACT = "The combination of the padlock on the garden shed is 7391, set by Marguerite."
 QUERY = "what is the garden shed padlock combination"
@@ -185,7 +185,7 @@ def test_export_and_import_embed_the_passages(memory: Memory, tmp_path: Path,
 
 def _old_layout_store(db_path: Path, embedder: Any, text: str) -> None:
     """A store as version 3 wrote it: no passages column, one vector per memory."""
-    old = pa.schema([f for f in memories_schema(embedder.dim) if f.name != PASSAGES])
+    old = old_memories_schema(embedder.dim, 3)
     stamp = pa.scalar(0, pa.timestamp("us", tz="UTC")).as_py()
     rows = []
     for n, memory_text in enumerate([*DISTRACTORS, text]):  # no near misses: hybrid below
@@ -195,12 +195,7 @@ def _old_layout_store(db_path: Path, embedder: Any, text: str) -> None:
                    created_at=stamp, updated_at=stamp,
                    vector=embedder.embed_documents([memory_text])[0])
         rows.append(row)
-    db = lancedb.connect(str(db_path))
-    db.create_table(MEMORIES, data=rows, schema=old)
-    db.create_table("lancemem_meta", data=[
-        {"key": "embedding_model", "value": embedder.model_name},
-        {"key": "embedding_dim", "value": str(embedder.dim)},
-        {"key": "schema_version", "value": "3"}])
+    write_old_store(db_path, embedder, 3, rows)
 
 
 def test_an_old_store_migrates_and_reindex_fills_its_passages(

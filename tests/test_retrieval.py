@@ -6,7 +6,6 @@ import math
 from pathlib import Path
 from typing import Any
 
-import lancedb
 import numpy as np
 import pyarrow as pa
 import pytest
@@ -19,7 +18,8 @@ from lancemem.core.records import document_text
 from lancemem.memory.facade import Memory
 from lancemem.search.retrieval import KEYWORD_SHARE, cosine_scores, fuse, top_cosine
 from lancemem.storage import snapshot
-from lancemem.storage.store import MEMORIES, SEARCH_TEXT, Store, memories_schema
+from lancemem.storage.store import MEMORIES, SEARCH_TEXT, Store
+from tests.old_stores import old_memories_schema, write_old_store
 
 # --- pure logic ---------------------------------------------------------------
 
@@ -230,8 +230,7 @@ def test_default_mode_comes_from_the_memory(db_path: Path, real_embedder: Any) -
 
 
 def test_version_1_store_gains_search_text(db_path: Path, real_embedder: Any) -> None:
-    later = {SEARCH_TEXT, "expiration_date", "passages"}  # schemas 2-4 added these
-    legacy = pa.schema([f for f in memories_schema(real_embedder.dim) if f.name not in later])
+    legacy = old_memories_schema(real_embedder.dim, 1)
     old = Memory(store=Store(str(db_path)), embedder=real_embedder)
     rows = []
     for text, actor in (("I sold my old piano", "Dana"), ("I bought a violin", None)):
@@ -242,12 +241,7 @@ def test_version_1_store_gains_search_text(db_path: Path, real_embedder: Any) ->
                    updated_at=pa.scalar(0, pa.timestamp("us", tz="UTC")).as_py(),
                    vector=real_embedder.embed_documents([text])[0])
         rows.append(row)
-    db = lancedb.connect(str(db_path))
-    db.create_table(MEMORIES, data=rows, schema=legacy)
-    db.create_table("lancemem_meta", data=[
-        {"key": "embedding_model", "value": real_embedder.model_name},
-        {"key": "embedding_dim", "value": str(real_embedder.dim)},
-        {"key": "schema_version", "value": "1"}])
+    write_old_store(db_path, real_embedder, 1, rows)
     old.ensure_open()
     stored = {r["id"]: r[SEARCH_TEXT] for r in old.store.select(MEMORIES, None)}
     assert stored == {"I sold my old piano": "Dana: I sold my old piano",

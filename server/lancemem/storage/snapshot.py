@@ -28,7 +28,7 @@ from ..core.records import MemoryRecord
 from . import sql
 from .retries import with_retries
 from .schema import PASSAGES, SEARCH_TEXT, item_columns
-from .vector_index import LARGE_SCOPE, POSTFILTER_WIDTH, nearest_options
+from .vector_index import LARGE_SCOPE, POSTFILTER_WIDTH, dataset_has_vector_index, nearest_options
 
 if TYPE_CHECKING:
     import numpy as np
@@ -112,7 +112,7 @@ class Snapshot:
         ``where``: through the index, postfiltered first where one exists
         (vector_index.POSTFILTER_WIDTH); the postfilter only ever drops rows,
         so no other scope's row is returned either way."""
-        if self._has_vector_index():
+        if dataset_has_vector_index(self._ds):
             wide = limit * POSTFILTER_WIDTH
             found = self._nearest("vector", vector, where, wide, nearest_options(wide),
                                   prefilter=False)
@@ -120,8 +120,6 @@ class Snapshot:
                 return found
         return self._nearest("vector", vector, where, limit, nearest_options(limit))
 
-    def _has_vector_index(self) -> bool:
-        return any(index["fields"] == ["vector"] for index in self._ds.list_indices())
 
     def _nearest(self, column: str, vector: np.ndarray, where: str, limit: int,
                  options: dict[str, Any], *, prefilter: bool = True) -> dict[int, float]:
@@ -168,9 +166,7 @@ class Snapshot:
     def vectors_at(self, row_ids: Sequence[int]) -> np.ndarray:
         """The vectors of the rows with these row ids, in the order given (one
         float32 matrix, without a row of Python lists in between)."""
-        found = self._take(row_ids, ["vector", "_rowid"])
-        position = {row_id: i for i, row_id in enumerate(_row_ids(found))}
-        return vector_matrix(found)[[position[row_id] for row_id in row_ids]]
+        return vector_matrix(self._take_in_order(row_ids, ["vector"]))
 
     def memory_vectors_at(self, row_ids: Sequence[int]) -> tuple[np.ndarray, Passages | None]:
         """The vectors of the rows with these row ids, in the order given, and
@@ -178,10 +174,14 @@ class Snapshot:
         ``retrieval.memory_cosine`` takes them."""
         if not self._has_passages():
             return self.vectors_at(row_ids), None
-        found = self._take(row_ids, ["vector", PASSAGES, "_rowid"])
-        position = {row_id: i for i, row_id in enumerate(_row_ids(found))}
-        found = found.take([position[row_id] for row_id in row_ids])
+        found = self._take_in_order(row_ids, ["vector", PASSAGES])
         return vector_matrix(found), passage_matrix(found)
+
+    def _take_in_order(self, row_ids: Sequence[int], columns: list[str]) -> pa.Table:
+        """These columns of the rows with these row ids, in the order given."""
+        found = self._take(row_ids, [*columns, "_rowid"])
+        position = {row_id: i for i, row_id in enumerate(_row_ids(found))}
+        return found.take([position[row_id] for row_id in row_ids])
 
     def _take(self, row_ids: Sequence[int], columns: list[str]) -> pa.Table:
         return with_retries(lambda: self._ds._take_rows(list(row_ids), columns=columns),
@@ -192,8 +192,6 @@ class Snapshot:
         """The memories at these row ids, in the order given, each with its row
         id; their vectors only when asked for."""
         columns = [*item_columns(), "vector"] if with_vectors else item_columns()
-        if with_vectors and self._has_passages():
-            columns.append(PASSAGES)
         return [(row["_rowid"], MemoryRecord.from_row(row)) for row in self.rows(row_ids, columns)]
 
 
