@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lancemem.core import relations as rel
 from lancemem.core.scoping import SCOPE_KEYS
@@ -18,6 +18,17 @@ from lancemem.storage.relation_schema import (
     relation_columns,
 )
 from lancemem.storage.store import HISTORY, MEMORIES, Store
+
+if TYPE_CHECKING:
+    from lancemem import Memory
+
+
+def settled(memory: Memory) -> Store:
+    """``memory``'s store once the history rows it handed to its background
+    writer are committed: the state the invariants below are about."""
+    memory.history_log.flush()
+    memory.relation_log.flush()
+    return memory.store
 
 
 def check_store(store: Store) -> dict[str, dict[str, Any]]:

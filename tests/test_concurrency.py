@@ -15,7 +15,7 @@ from mcp import Client, StdioServerParameters
 from lancemem.core.errors import ConflictError
 from lancemem.memory.facade import Memory
 from lancemem.storage.store import Store
-from tests.invariants import check_store
+from tests.invariants import check_store, settled
 from tests.mcp_scenario import call
 
 pytestmark = pytest.mark.anyio
@@ -69,7 +69,7 @@ async def test_concurrent_servers_lose_and_duplicate_nothing(
     stored = {i["id"]: i["memory"] for i in
               memory.get_all(user_id="shared", limit=1000)["results"]}
     assert stored == expected
-    check_store(memory.store)
+    check_store(settled(memory))
     # Each writer's last read already saw every other writer's finished work.
     last = outcome[f"w{PROCESSES - 1}"]
     assert set(outcome[f"w{PROCESSES - 1}-own"]) <= set(last)
@@ -113,7 +113,7 @@ def test_compaction_racing_deletes_in_other_processes(tmp_path: Path) -> None:
     remaining = {i["id"] for i in memory.get_all(user_id="u", limit=1000)["results"]}
     assert remaining.isdisjoint(ids[:80]) and set(ids[80:]) <= remaining
     assert len(remaining) == 220 + 60 + 3 * rounds
-    check_store(memory.store)
+    check_store(settled(memory))
 
 
 def test_concurrent_updates_of_one_memory_keep_an_unbroken_history(tmp_path: Path) -> None:
@@ -150,7 +150,7 @@ def test_concurrent_updates_of_one_memory_keep_an_unbroken_history(tmp_path: Pat
     for previous, current in zip(events, updates, strict=False):
         assert current["old_memory"] == previous["new_memory"], (previous, current)
     assert memory.get(memory_id, user_id="u")["memory"] == events[-1]["new_memory"]
-    check_store(memory.store)
+    check_store(settled(memory))
 
 
 def test_processes_opening_a_new_store_at_once_all_succeed(tmp_path: Path) -> None:

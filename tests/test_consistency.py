@@ -13,7 +13,7 @@ from lancemem.storage import history as hist
 from lancemem.storage.consistency import missing_history, repair
 from lancemem.storage.store import HISTORY, MEMORIES, Store
 from tests.embedders import HashEmbedder
-from tests.invariants import check_store
+from tests.invariants import check_store, settled
 
 
 def reopen(db: Path, embedder: Any) -> Memory:
@@ -32,7 +32,7 @@ def test_add_without_history_gets_its_add(db_path: Path, real_embedder: Any) -> 
     events = fresh.history(added["id"], user_id="u")["results"]
     assert [(e["event"], e["new_memory"]) for e in events] == [
         ("ADD", "crashed right after the write")]
-    check_store(fresh.store)
+    check_store(settled(fresh))
 
 
 def test_update_without_history_gets_its_update(db_path: Path, real_embedder: Any) -> None:
@@ -46,7 +46,7 @@ def test_update_without_history_gets_its_update(db_path: Path, real_embedder: An
     events = fresh.history(added["id"], user_id="u")["results"]
     assert [(e["event"], e["old_memory"], e["new_memory"]) for e in events] == [
         ("ADD", None, "old text"), ("UPDATE", "old text", "new text")]
-    check_store(fresh.store)
+    check_store(settled(fresh))
 
 
 def test_delete_without_history_gets_its_delete(db_path: Path, real_embedder: Any) -> None:
@@ -58,7 +58,7 @@ def test_delete_without_history_gets_its_delete(db_path: Path, real_embedder: An
     events = fresh.history(added["id"], user_id="u")["results"]
     assert [(e["event"], e["old_memory"], e["is_deleted"]) for e in events] == [
         ("ADD", None, False), ("DELETE", "deleted mid-way", True)]
-    check_store(fresh.store)
+    check_store(settled(fresh))
 
 
 def test_repair_is_idempotent_and_races_collapse(db_path: Path, real_embedder: Any) -> None:
@@ -74,7 +74,7 @@ def test_repair_is_idempotent_and_races_collapse(db_path: Path, real_embedder: A
     assert len(memory.store.select(HISTORY, None)) == 2
     events = memory.history(added["id"], user_id="u")["results"]
     assert [e["event"] for e in events] == ["ADD"]
-    check_store(memory.store)
+    check_store(settled(memory))
 
 
 def test_a_healthy_store_needs_no_repair(db_path: Path, real_embedder: Any) -> None:
@@ -85,7 +85,7 @@ def test_a_healthy_store_needs_no_repair(db_path: Path, real_embedder: Any) -> N
     memory.delete(ids[1], user_id="u")
     memory.history_log.flush()
     assert missing_history(memory.store) == []
-    assert set(check_store(memory.store)) == {ids[0], ids[2]}
+    assert set(check_store(settled(memory))) == {ids[0], ids[2]}
 
 
 def test_history_is_readable_at_once_and_written_before_exit(db_path: Path,
@@ -104,7 +104,7 @@ def test_history_is_readable_at_once_and_written_before_exit(db_path: Path,
     subprocess.run([sys.executable, "-c", writer, str(db_path), memory_id], check=True)
     events = memory.store.select(HISTORY, f"memory_id = '{memory_id}'")
     assert sorted(e["event"] for e in events) == ["ADD", "DELETE", "UPDATE"]
-    check_store(memory.store)
+    check_store(settled(memory))
 
 
 def test_gaps_are_found_among_many_healthy_memories(db_path: Path) -> None:

@@ -27,7 +27,7 @@ from lancemem.memory.reindex import reindex
 from lancemem.storage.relation_schema import ENTITIES, RELATIONS
 from lancemem.storage.store import Store
 from tests.crash_worker import USER
-from tests.invariants import check_relations, check_store
+from tests.invariants import check_relations, check_store, settled
 from tests.processes import ROOT, child_env, started_on_this_server
 
 KILLS = 12
@@ -225,13 +225,13 @@ def check_after_kill(journal: Path, memory: Memory, expected: dict[str, tuple[st
         apply(expected, op)
         apply_relations(relations, op, seen_ops)
         seen_ops.add(op["op"])
-    rows = check_store(memory.store)
+    rows = check_store(settled(memory))
     items = memory.get_all(user_id=USER, limit=1000)["results"]
     actual = {i["id"]: (i["memory"], i.get("run_id", "")) for i in items}
     assert set(actual) == set(rows)
     verify(expected, pending, actual)
     memory.search("added", user_id=USER, limit=3)
-    stored = check_relations(memory.store)
+    stored = check_relations(settled(memory))
     listed = memory.list_relations(user_id=USER, show_invalid=True, limit=1000)["results"]
     now = {i["id"]: (i["run_id"], (i["source"], i["relationship"], i["target"]), i["valid"])
            for i in listed}

@@ -21,7 +21,7 @@ from lancemem.storage import history as hist
 from lancemem.storage.memory_table import MemoryTable
 from lancemem.storage.meta import EXPIRATIONS
 from lancemem.storage.store import HISTORY, MEMORIES, Store
-from tests.invariants import check_store
+from tests.invariants import check_store, settled
 from tests.old_stores import old_memories_schema, write_old_store
 from tests.test_races import race, rows_with_text
 
@@ -225,8 +225,7 @@ def test_re_adding_an_expired_text_revives_it(memory: Memory) -> None:
         ("UPDATE", "the gate code is 4711", "the gate code is 4711")]
     # Live now: a further re-add is NONE, as for any stored text.
     assert memory.add("the gate code is 4711", user_id="u")["results"][0]["event"] == "NONE"
-    memory.history_log.flush()  # history is written in the background
-    check_store(memory.store)
+    check_store(settled(memory))
 
 
 def test_a_revived_copy_takes_the_new_expiration(memory: Memory) -> None:
@@ -264,7 +263,7 @@ def test_threads_re_adding_an_expired_text_revive_it_once(memory: Memory) -> Non
     events = [e["event"] for e in memory.history(first["id"], user_id="u", agent_id="a")[
         "results"]]
     assert events == ["ADD", "UPDATE"]
-    check_store(memory.store)
+    check_store(settled(memory))
 
 
 def test_text_whose_expired_copy_is_purged_meanwhile_is_added_anew(
@@ -282,8 +281,7 @@ def test_text_whose_expired_copy_is_purged_meanwhile_is_added_anew(
     again = memory.add(text, user_id="u")["results"][0]
     assert again["event"] == "ADD" and again["id"] != first["id"]
     assert [row["id"] for row in rows_with_text(memory.store, text)] == [again["id"]]
-    memory.history_log.flush()  # history is written in the background
-    check_store(memory.store)
+    check_store(settled(memory))
 
 
 def test_add_many_records_take_an_expiration(memory: Memory) -> None:
@@ -349,7 +347,7 @@ def test_purge_deletes_expired_memories_of_every_scope_with_history(memory: Memo
     deletes = {row["memory_id"] for row in memory.store.select(HISTORY, None)
                if row["event"] == hist.DELETE}
     assert deletes == {g["results"][0]["id"] for g in gone}
-    check_store(memory.store)
+    check_store(settled(memory))
 
 
 def test_purge_keeps_a_memory_extended_while_it_runs(memory: Memory,
@@ -372,7 +370,7 @@ def test_purge_keeps_a_memory_extended_while_it_runs(memory: Memory,
     assert events == ["ADD", "UPDATE"]  # no DELETE for the memory that stayed
     assert [e["event"] for e in memory.history(doomed, user_id="u")["results"]] == [
         "ADD", "DELETE"]
-    check_store(memory.store)
+    check_store(settled(memory))
 
 
 # ---------------------------------------------------------------- the store's mark
@@ -425,7 +423,7 @@ def test_a_version_2_store_gains_expiration_date_on_open(db_path: Path,
         assert texts(old.get_all(user_id="u")) == ["Ana sold her old piano"]
         old.update(item["id"], user_id="u", expiration_date=days(2))
         assert old.get(item["id"], user_id="u")["expiration_date"] == midnight_after(days(2))
-        check_store(old.store)
+        check_store(settled(old))
 
 
 def test_stores_migrating_one_store_at_once_all_succeed(tmp_path: Path,

@@ -16,7 +16,7 @@ from lancemem.core.config import load_settings
 from lancemem.mcp.server import build_server
 from lancemem.memory.facade import Memory
 from lancemem.storage.store import Store
-from tests.invariants import check_store
+from tests.invariants import check_store, settled
 from tests.mcp_scenario import TOOLS
 
 CODED = re.compile(r"^(VALIDATION|FILTER|NOT_FOUND|EMBEDDING|STORAGE)_\d{3}: \S")
@@ -73,7 +73,7 @@ def test_random_arguments_get_a_result_or_a_coded_error(
 
 def test_store_survives_the_fuzzing(fuzz_server: Any) -> None:
     _, memory = fuzz_server
-    check_store(memory.store)
+    check_store(settled(memory))
     survivor = memory.search("survive", user_id="fuzz")["results"]
     assert survivor and survivor[0]["memory"] == "a memory that must survive the fuzzing"
 

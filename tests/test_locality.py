@@ -15,7 +15,7 @@ from lancemem.storage import locality, maintenance
 from lancemem.storage.schema import MEMORIES, SEARCH_TEXT
 from lancemem.storage.store import Store
 from tests.embedders import HashEmbedder
-from tests.invariants import check_store
+from tests.invariants import check_store, settled
 
 FRUITS = ["apples", "pears", "plums", "figs", "limes", "dates", "kiwis"]
 # Every combination of ids a call can give; rows without a user sort last.
@@ -128,7 +128,7 @@ def test_optimize_stores_each_scope_in_one_run_and_answers_as_before(tmp_path: P
     assert scope_blocks(memory.store) == (scopes, scopes)
     assert answers(memory) == before
     assert_indexed(memory.store)
-    check_store(memory.store)
+    check_store(settled(memory))
     fragments = [f.fragment_id for f in memory.store.open_dataset(MEMORIES).get_fragments()]
     memory.store.optimize()  # already in order: nothing is rewritten
     assert [f.fragment_id for f in memory.store.open_dataset(MEMORIES).get_fragments()] \
@@ -193,7 +193,7 @@ def test_a_write_racing_the_rewrite_is_not_lost(tmp_path: Path, racing: str,
     runs, scopes = scope_blocks(memory.store)
     assert runs == scopes or racing == "add"  # the add came after the sort: its own run
     assert_indexed(memory.store)
-    check_store(memory.store)
+    check_store(settled(memory))
 
 
 def test_searches_during_sorted_compaction_see_exactly_their_scope(tmp_path: Path) -> None:
@@ -257,4 +257,4 @@ def test_the_large_tier_merges_in_scope_order(tmp_path: Path,
     for index in dataset.list_indices():  # the sort indexes what it wrote at once
         assert {f.fragment_id for f in merged} <= set(index["fragment_ids"]), index["name"]
     assert memory.store.count(MEMORIES) == 200
-    check_store(memory.store)
+    check_store(settled(memory))

@@ -15,7 +15,7 @@ from lancemem.memory.facade import Memory
 from lancemem.storage import maintenance as store_module
 from lancemem.storage.store import HISTORY, MEMORIES, SLACK_FRAGMENTS, Store
 from tests.embedders import HashEmbedder
-from tests.invariants import check_store
+from tests.invariants import check_store, settled
 
 
 def fragments(store: Store, name: str) -> int:
@@ -34,7 +34,7 @@ def test_background_compaction_bounds_fragments(tmp_path: Path) -> None:
     for i in range(60):
         uncompacted.add(f"single add number {i}", user_id="u")
     assert fragments(uncompacted.store, MEMORIES) == 60
-    check_store(memory.store)
+    check_store(settled(memory))
 
 
 def test_new_rows_are_indexed_in_batches(tmp_path: Path,
@@ -56,7 +56,7 @@ def test_new_rows_are_indexed_in_batches(tmp_path: Path,
         memory.add(f"single add number {i}", user_id="u")
     memory.store.wait_for_compaction()
     assert memory.store._unindexed_rows(table) < 200  # indexed along the way
-    check_store(memory.store)
+    check_store(settled(memory))
 
 
 def test_optimize_merges_fragments_and_drops_old_versions(tmp_path: Path) -> None:

@@ -20,7 +20,7 @@ from lancemem.storage import relation_history as rh
 from lancemem.storage import sql
 from lancemem.storage.relation_schema import ENTITIES, RELATION_HISTORY, RELATIONS
 from lancemem.storage.store import HISTORY, MEMORIES, Store
-from tests.invariants import check_relations, check_store
+from tests.invariants import check_relations, check_store, settled
 from tests.processes import ROOT, child_env, started_on_this_server
 
 THREADS = 6
@@ -67,7 +67,7 @@ def test_threads_adding_one_text_to_one_scope_store_it_once(memory: Memory) -> N
     memory.history_log.flush()
     adds = [row for row in memory.store.select(HISTORY, None) if row["event"] == hist.ADD]
     assert len(adds) == 2 * ROUNDS
-    check_store(memory.store)
+    check_store(settled(memory))
 
 
 def test_threads_deleting_one_memory_report_it_deleted_once(memory: Memory) -> None:
@@ -78,7 +78,7 @@ def test_threads_deleting_one_memory_report_it_deleted_once(memory: Memory) -> N
         missing = [o for o in outcome if isinstance(o, NotFoundError)]
         assert deleted == [{"id": memory_id, "deleted": True}], outcome
         assert len(missing) == THREADS - 1, outcome
-    check_store(memory.store)
+    check_store(settled(memory))
 
 
 ADDER = """
@@ -262,8 +262,8 @@ def test_threads_racing_on_relations_store_and_record_each_change_once(
     for round_ in range(ROUNDS):
         for scenario in RELATION_RACES:
             scenario(racers, memory.store, THREADS, round_)
-    check_relations(memory.store)
-    check_store(memory.store)
+    check_relations(settled(memory))
+    check_store(settled(memory))
 
 
 PROCESSES = 3
