@@ -19,6 +19,7 @@ from lancemem.search import passages as passages_module
 from lancemem.search.passages import PASSAGE_CHARS, embed_memories, split_passages
 from lancemem.search.retrieval import memory_cosine
 from lancemem.storage import snapshot
+from lancemem.storage.meta import MetaTable
 from lancemem.storage.schema import PASSAGES
 from lancemem.storage.store import MEMORIES, Store
 from tests.embedders import HashEmbedder
@@ -283,3 +284,32 @@ def test_a_large_indexed_and_resorted_scope_still_finds_it(
     found = texts_first(memory, mode)
     assert found[0]["id"] == long_id
     assert all(item["memory"] != "Bob keeps his padlock codes in a notebook" for item in found)
+
+
+def test_a_store_scans_passages_once_it_holds_a_long_memory(
+        memory: Memory, real_embedder: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Until a memory with passages is written (here: a short one updated to a
+    long text), no search reads or scans the passages column; from then on
+    every Memory on the store does, one opened before included."""
+    scanned: list[str] = []
+    real_nearest = snapshot.Snapshot._nearest
+
+    def recording(self: snapshot.Snapshot, column: str, *args: Any, **kw: Any) -> Any:
+        scanned.append(column)
+        return real_nearest(self, column, *args, **kw)
+
+    monkeypatch.setattr(snapshot.Snapshot, "_nearest", recording)
+    monkeypatch.setattr(snapshot, "FLAT_ROWS", 5)
+    short_id = fill(memory, "The shed has a padlock.")
+    with Memory(store=Store(memory.store.uri), embedder=real_embedder) as other:
+        for reader in (memory, other):
+            assert texts_first(reader, "vector")
+        assert scanned and PASSAGES not in scanned
+        assert not MetaTable(memory.store).uses_long_memories()
+        memory.update(short_id, text=long_text(), user_id="alice")
+        assert MetaTable(memory.store).uses_long_memories()
+        for reader in (memory, other):
+            scanned.clear()
+            found = texts_first(reader, "vector")
+            assert found[0]["id"] == short_id and found[0]["score"] > 0.5
+            assert PASSAGES in scanned

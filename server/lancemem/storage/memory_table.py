@@ -71,8 +71,9 @@ class MemoryTable:
     def snapshot(self, *, live_at: datetime | None = None) -> Snapshot:
         """The table at its newest version, pinned for the reads of one search;
         with ``live_at``, memories expired at that moment are left out."""
-        dataset = self._conn.dataset(MEMORIES)  # before the mark is read: see _hiding
-        return Snapshot(dataset, visible=self._hiding(live_at))
+        dataset = self._conn.dataset(MEMORIES)  # before the marks are read: see _hiding
+        return Snapshot(dataset, visible=self._hiding(live_at),
+                        passages=self._meta.uses_long_memories())
 
     def find(self, memory_id: str, where: str, *, with_vector: bool = False,
              live_at: datetime | None = None) -> MemoryRecord | None:
@@ -143,7 +144,7 @@ class MemoryTable:
     def restore(self, records: Sequence[MemoryRecord]) -> int:
         """Insert embedded records as they are (ids and timestamps kept), skipping
         ids already stored; returns how many were inserted (for an import)."""
-        self._mark_if_expiring(records)
+        self._mark_flags(records)
         return self._conn.insert_new(MEMORIES, [record.to_row() for record in records],
                                      self.schema)
 
@@ -188,7 +189,7 @@ class MemoryTable:
         """
         if not records:
             return {}
-        self._mark_if_expiring(records)
+        self._mark_flags(records)
         rows = [record.to_row() for record in records]
         version = self._conn.insert(MEMORIES, rows, self.schema)
         earlier = {} if version == checked_at + 1 else self._earlier_copies(rows, version)
@@ -236,14 +237,17 @@ class MemoryTable:
     def replace_if_unchanged(self, record: MemoryRecord, *, stored_at: datetime) -> bool:
         """Compare-and-swap: store ``record`` over its row only if that row's
         ``updated_at`` is still ``stored_at``; returns whether it was."""
-        self._mark_if_expiring([record])
+        self._mark_flags([record])
         return bool(self._conn.upsert(MEMORIES, [record.to_row()], self.schema,
                                       only_if=sql.stored_at("updated_at", stored_at)))
 
-    def _mark_if_expiring(self, records: Sequence[MemoryRecord]) -> None:
-        """Mark the store as having expiring memories before writing the first."""
+    def _mark_flags(self, records: Sequence[MemoryRecord]) -> None:
+        """Mark the store as having expiring memories, or long ones, before
+        writing the first of them (meta.py)."""
         if any(record.expiration_date is not None for record in records):
             self._meta.mark_expirations()
+        if any(record.passages is not None for record in records):
+            self._meta.mark_long_memories()
 
     def delete_ids(self, ids: Iterable[str], *, expired_at: datetime | None = None) -> int:
         """Delete the memories with these ids in one commit; returns how many
@@ -269,6 +273,8 @@ class MemoryTable:
                     ) -> None:
         """Store new vectors (memory id -> vector) and, given, passages (memory
         id -> passage vectors, None for a short memory), in one commit."""
+        if passages is not None and any(p is not None for p in passages.values()):
+            self._meta.mark_long_memories()
         set_vectors(self._conn, MEMORIES, self._dim, vectors, passages)
 
     def replace_vector_column(self, dim: int) -> None:

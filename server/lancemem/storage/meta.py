@@ -1,6 +1,7 @@
 """The store's key/value records: which model made its vectors, its schema
-version, the mark a reindex leaves until it has finished, and whether any
-memory was ever given an expiration date.
+version, the mark a reindex leaves until it has finished, and two flags:
+whether any memory was ever given an expiration date, and whether any memory
+was ever long enough for passages.
 
 ``lancemem reindex`` (reindex.py) marks the store with its target model
 before it touches a vector and clears the mark when every memory has a new
@@ -22,6 +23,11 @@ PREPARE, EMBED = "prepare", "embed"  # a reindex's phases
 # never cleared: until then no search needs the clause that hides expired
 # memories, which cost 0.6-1.1 ms a search at 100,000 memories (BENCHMARKS.md).
 EXPIRATIONS = "expirations"
+# Set before the first memory with passages (search/passages.py) is written,
+# and never cleared: until then no search scans the passages column, which
+# Lance reads whole to find no long memory in it (26.7-38.8 ms a search of a
+# 1,000,000-memory scope, BENCHMARKS.md).
+LONG_MEMORIES = "long_memories"
 
 
 class MetaTable:
@@ -29,7 +35,7 @@ class MetaTable:
 
     def __init__(self, conn: Connection) -> None:
         self._conn = conn
-        self._expirations: tuple[int, bool] | None = None  # (meta version, answer)
+        self._records: tuple[int, dict[str, str]] | None = None  # (meta version, records)
 
     def read(self) -> dict[str, str]:
         """Every record that has a value."""
@@ -55,20 +61,36 @@ class MetaTable:
         return self.read()
 
     def uses_expirations(self) -> bool:
-        """Whether a memory of this store was ever given an expiration date;
-        read again only when the meta table has a new version (a 0.05 ms check)."""
-        version = self._conn.version(META)
-        cached = self._expirations
-        if cached is None or cached[0] != version:
-            cached = (version, self.read().get(EXPIRATIONS) == "1")
-            self._expirations = cached
-        return cached[1]
+        """Whether a memory of this store was ever given an expiration date."""
+        return self._flag(EXPIRATIONS)
 
     def mark_expirations(self) -> None:
         """Record that memories may expire, before the first such memory is
         written (so a reader that sees the memory sees the mark too)."""
-        if not self.uses_expirations():
-            self.write_defaults({EXPIRATIONS: "1"})
+        self._mark(EXPIRATIONS)
+
+    def uses_long_memories(self) -> bool:
+        """Whether a memory of this store was ever stored with passages."""
+        return self._flag(LONG_MEMORIES)
+
+    def mark_long_memories(self) -> None:
+        """Record that memories may have passages, before the first such memory
+        is written (so a reader that sees the memory scans its passages)."""
+        self._mark(LONG_MEMORIES)
+
+    def _flag(self, key: str) -> bool:
+        """Whether flag ``key`` is set; the records are read again only when the
+        meta table has a new version (a 0.05 ms check)."""
+        version = self._conn.version(META)
+        cached = self._records
+        if cached is None or cached[0] != version:
+            cached = (version, self.read())
+            self._records = cached
+        return cached[1].get(key) == "1"
+
+    def _mark(self, key: str) -> None:
+        if not self._flag(key):
+            self.write_defaults({key: "1"})
 
     def stamp(self, *, model_name: str, dim: int) -> None:
         """Record the model of a new store, and the current schema version."""

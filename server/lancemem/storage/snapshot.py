@@ -15,7 +15,8 @@ Scopes larger than FLAT_ROWS fall back to that query, so memory stays bounded.
 
 A long memory's passages (search/passages.py) are read beside the vectors: a
 short memory's null passages cost the read only their validity bits, and a
-scope with no long memory gets no passages matrix at all.
+scope with no long memory gets no passages matrix at all. A store that never
+held a long memory (its meta mark) reads and scans no passages.
 """
 
 from __future__ import annotations
@@ -59,17 +60,21 @@ class Snapshot:
     unique within a version.
     """
 
-    def __init__(self, dataset: Any, *, visible: str | None = None) -> None:
+    def __init__(self, dataset: Any, *, visible: str | None = None,
+                 passages: bool = True) -> None:
         """``visible``, if given, is ANDed to every where clause: the rows this
-        search may see at all (MemoryTable.snapshot: the unexpired ones)."""
+        search may see at all (MemoryTable.snapshot: the unexpired ones).
+        ``passages`` False: no row has passages (the store's mark, meta.py), so
+        none are read or scanned."""
         self._ds = dataset
         self._visible = visible
+        self._passages = passages
 
     def _where(self, where: str) -> str:
         return where if self._visible is None else sql.both(where, self._visible)
 
     def _has_passages(self) -> bool:
-        return PASSAGES in self._ds.schema.names
+        return self._passages and PASSAGES in self._ds.schema.names
 
     def scope_vectors(self, where: str
                       ) -> tuple[list[int], np.ndarray, Passages | None] | None:
